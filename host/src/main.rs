@@ -1,0 +1,182 @@
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchyard::config::{units, Config, Limits};
+use switchyard::daemon::{self, Daemon};
+use switchyard::plugin_run;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Routes events to sandboxed WebAssembly handlers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, default_value = "router.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config and every plugin; print every problem; exit 1 if any.
+    Check {
+        #[arg(long, default_value = "router.toml")]
+        config: PathBuf,
+    },
+    /// Work with plugin files.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Invoke a plugin once on one event, offline; exit 0 only if it succeeds.
+    Run {
+        /// The plugin file (.wasm or .wat).
+        plugin: PathBuf,
+        /// A file holding the event as JSON, or - for stdin.
+        #[arg(long)]
+        event: String,
+        /// The plugin's config, as a JSON object.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Linear memory cap, e.g. 32MiB.
+        #[arg(long)]
+        memory: Option<String>,
+        /// Wall-clock deadline, e.g. 250ms.
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => {
+            init_logging();
+            let cfg = match Config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    anyhow::bail!(
+                        "{} has {} problem(s); nothing was started",
+                        config.display(),
+                        errors.errors.len()
+                    );
+                }
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(async {
+                let daemon = Daemon::start(cfg).await?;
+                daemon::signal().await?;
+                daemon.shutdown().await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => match switchyard::check::check(&config) {
+            Ok(summary) => {
+                println!("{summary}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{} problem(s) found", problems.len());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Plugin {
+            command:
+                PluginCommand::Run {
+                    plugin,
+                    event,
+                    config,
+                    fuel,
+                    memory,
+                    timeout,
+                    json,
+                },
+        } => {
+            let event_json = if event == "-" {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("cannot read the event from stdin")?;
+                s
+            } else {
+                std::fs::read_to_string(&event)
+                    .with_context(|| format!("cannot read the event file {event}"))?
+            };
+            let config: serde_json::Value =
+                serde_json::from_str(&config).context("--config is not valid JSON")?;
+            anyhow::ensure!(config.is_object(), "--config must be a JSON object");
+            let mut limits = Limits::default();
+            if let Some(f) = fuel {
+                limits.fuel = f;
+            }
+            if let Some(m) = memory {
+                limits.memory = units::parse_size(&units::RawSize::Text(m))
+                    .map_err(anyhow::Error::msg)
+                    .context("--memory")?;
+            }
+            if let Some(t) = timeout {
+                limits.timeout = units::parse_duration(&t)
+                    .map_err(anyhow::Error::msg)
+                    .context("--timeout")?;
+            }
+            let (plugin, event, inv) =
+                plugin_run::run(&plugin, &event_json, plugin_run::Options { limits, config })?;
+            if json {
+                println!("{}", plugin_run::render_json(&plugin, &event, &inv));
+            } else {
+                print!("{}", plugin_run::render(&plugin, &event, &inv));
+            }
+            Ok(if inv.outcome.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

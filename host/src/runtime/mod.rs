@@ -1,0 +1,99 @@
+//! The WebAssembly sandbox: one engine (pooling allocator, fuel, epoch
+//! deadlines, bounded stack) and one linker, shared by every plugin.
+
+pub mod failure;
+pub mod host;
+pub mod plugin;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, OptLevel, PoolingAllocationConfig};
+
+pub use failure::{Failure, FailureKind};
+pub use host::{Emitted, Level, LogLine};
+pub use plugin::{Invocation, Plugin, PluginError, PluginKind};
+
+use crate::config::MAX_PLUGIN_MEMORY;
+use host::HostState;
+
+/// How often the epoch advances; deadlines are rounded up to it.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// Wasm stack per invocation; recursion past it is `stack_overflow`.
+pub const MAX_WASM_STACK: usize = 512 << 10;
+/// Native stack of threads that run wasm: comfortably above `MAX_WASM_STACK`.
+pub const WORKER_STACK: usize = 8 << 20;
+
+pub struct Runtime {
+    engine: Engine,
+    /// WASI preview 1 plus the `switchyard` imports; built once.
+    linker: Linker<HostState>,
+}
+
+impl Runtime {
+    /// `concurrency` is how many invocations may run at once (worker
+    /// threads); the instance pool is sized from it.
+    pub fn new(concurrency: usize) -> anyhow::Result<Arc<Runtime>> {
+        let slots = u32::try_from(concurrency)
+            .unwrap_or(u32::MAX / 2)
+            .saturating_add(8);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .max_memories_per_module(1)
+            .max_tables_per_module(4)
+            .table_elements(100_000)
+            .max_memory_size(MAX_PLUGIN_MEMORY as usize)
+            .total_component_instances(0)
+            .linear_memory_keep_resident(64 << 10);
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .cranelift_opt_level(OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("cannot create the wasm engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut HostState| {
+            s.wasi
+                .as_mut()
+                .expect("a WASI context is made for every module that imports WASI")
+        })
+        .map_err(anyhow::Error::from)
+        .context("cannot link WASI")?;
+        host::add_imports(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link the switchyard imports")?;
+        start_epoch_ticker(&engine);
+        Ok(Arc::new(Runtime { engine, linker }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Epoch ticks for a deadline: rounded up, plus one for the tick in progress.
+    fn deadline_ticks(timeout: Duration) -> u64 {
+        (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).saturating_add(1)
+    }
+}
+
+/// Advances the engine's epoch every tick until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("spawn the epoch ticker thread");
+}

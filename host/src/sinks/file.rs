@@ -1,0 +1,56 @@
+//! Append-only NDJSON file, one JSON document per line. Used by the `file`
+//! sink and by the dead-letter log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::Sink;
+
+pub struct NdjsonFile {
+    path: PathBuf,
+    /// Lines buffered by whichever worker wrote them, flushed by the next
+    /// flush from any worker.
+    out: Mutex<BufWriter<File>>,
+}
+
+impl NdjsonFile {
+    /// Opens `path` for appending, creating it and its directory.
+    pub fn open(path: &Path) -> io::Result<NdjsonFile> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+        Ok(NdjsonFile {
+            path: path.to_path_buf(),
+            out: Mutex::new(BufWriter::with_capacity(64 << 10, file)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BufWriter<File>> {
+        // A panic while holding the lock leaves at worst a partial buffer; keep writing.
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Sink for NdjsonFile {
+    fn write(&self, line: &[u8]) -> io::Result<()> {
+        let mut out = self.lock();
+        out.write_all(line)?;
+        out.write_all(b"\n")
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.lock().flush()
+    }
+}

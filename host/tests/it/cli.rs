@@ -1,0 +1,126 @@
+//! The `check` and `plugin run` commands, as a user runs them.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::fixtures;
+use crate::harness::write_setup;
+
+fn switchyard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_prints_every_problem_and_fails() {
+    let toml = r#"
+[[route]]
+name = "a"
+match = { name = "x.[" }
+handlers = ["good", "nope"]
+
+[[route]]
+name = "b"
+handlers = ["broken"]
+"#;
+    let dir = write_setup(
+        "",
+        toml,
+        &[("good", fixtures::logger()), ("broken", "(module)".into())],
+    );
+    let cfg = dir.path().join("router.toml");
+    let out = switchyard(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[0].ends_with("router.toml:14:18: route \"a\": match.name: invalid glob \"x.[\": unclosed character class; missing ']'"), "{err}");
+    assert!(
+        lines[1].contains("router.toml:15:21: route \"a\": handlers: unknown plugin \"nope\""),
+        "{err}"
+    );
+    assert_eq!(lines[2], "2 problem(s) found");
+
+    // Fix the config: now the broken plugin is the one problem.
+    let fixed = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("x.[", "x.*")
+        .replace(", \"nope\"", "");
+    std::fs::write(&cfg, fixed).unwrap();
+    let out = switchyard(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("plugin \"broken\""), "{err}");
+    assert!(
+        err.contains(
+            "exports neither `switchyard_handle` (a handler plugin) nor `_start` (a command plugin)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("route \"b\": handler \"broken\" did not load"),
+        "{err}"
+    );
+
+    std::fs::remove_file(dir.path().join("plugins/broken.wat")).unwrap();
+    let cfg_text = std::fs::read_to_string(&cfg).unwrap();
+    let without_b = &cfg_text[..cfg_text.find("[[route]]\nname = \"b\"").unwrap()];
+    std::fs::write(&cfg, without_b).unwrap();
+    let out = switchyard(&["check", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("ok: 1 routes, 1 plugins (good), 0 sinks"));
+}
+
+#[test]
+fn plugin_run_reports_outcome_emits_logs_and_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("hello.wat");
+    std::fs::write(&ok, fixtures::emitter("hello.Said")).unwrap();
+    let ev = dir.path().join("event.json");
+    std::fs::write(&ev, r#"{"name": "greet.Please", "data": {"who": "world"}}"#).unwrap();
+    let out = switchyard(&[
+        "plugin",
+        "run",
+        ok.to_str().unwrap(),
+        "--event",
+        ev.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("outcome  ok"), "{text}");
+    assert!(text.contains("emitted  1\n  {\"name\":\"hello.Said\""), "{text}");
+
+    let out = switchyard(&[
+        "plugin",
+        "run",
+        ok.to_str().unwrap(),
+        "--event",
+        ev.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "ok");
+    assert!(v["fuel_used"].as_u64().unwrap() > 0);
+
+    let looping = dir.path().join("spin.wat");
+    std::fs::write(&looping, fixtures::endless_loop()).unwrap();
+    let out = switchyard(&[
+        "plugin",
+        "run",
+        looping.to_str().unwrap(),
+        "--event",
+        ev.to_str().unwrap(),
+        "--fuel",
+        "5000",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "out_of_fuel");
+    assert_eq!(v["fuel_used"], 5000);
+}

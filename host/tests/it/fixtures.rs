@@ -1,0 +1,112 @@
+//! Plugins as inline WAT, one per exact behaviour.
+
+/// A handler module with a bump allocator at 1024, the three imports, and
+/// `data` (constant strings below 1024) and `body` (of `switchyard_handle`).
+pub fn handler(data: &str, body: &str, extra: &str) -> String {
+    format!(
+        r#"(module
+  (import "switchyard" "log" (func $log (param i32 i32 i32)))
+  (import "switchyard" "emit" (func $emit (param i32 i32) (result i32)))
+  (import "switchyard" "fail" (func $fail (param i32 i32)))
+  (memory (export "memory") 1)
+  {data}
+  (func (export "switchyard_alloc") (param $len i32) (result i32)
+    (local $need i32)
+    (local.set $need (i32.shr_u (i32.add (local.get $len) (i32.const 66559)) (i32.const 16)))
+    (if (i32.gt_u (local.get $need) (memory.size))
+      (then (drop (memory.grow (i32.sub (local.get $need) (memory.size))))))
+    (i32.const 1024))
+  (func (export "switchyard_handle") (param $ptr i32) (param $len i32) (result i32)
+    {body})
+  {extra}
+)"#
+    )
+}
+
+fn wat_string(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Emits `{"name":"<event>"}` and succeeds.
+pub fn emitter(event: &str) -> String {
+    let json = format!(r#"{{"name":"{event}"}}"#);
+    handler(
+        &format!(r#"(data (i32.const 0) "{}")"#, wat_string(&json)),
+        &format!(
+            "(drop (call $emit (i32.const 0) (i32.const {}))) (i32.const 0)",
+            json.len()
+        ),
+        "",
+    )
+}
+
+/// Logs the whole event at info level and succeeds.
+pub fn logger() -> String {
+    handler(
+        "",
+        "(call $log (i32.const 2) (local.get $ptr) (local.get $len)) (i32.const 0)",
+        "",
+    )
+}
+
+pub fn trap() -> String {
+    handler("", "unreachable", "")
+}
+
+/// Loops forever: runs out of fuel, or past its deadline when fuel is ample.
+pub fn endless_loop() -> String {
+    handler("", "(loop br 0) (i32.const 0)", "")
+}
+
+/// Grows memory a page at a time until refused.
+pub fn memory_hog() -> String {
+    handler(
+        "",
+        "(loop (br_if 0 (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (i32.const 0)",
+        "",
+    )
+}
+
+pub fn deep_recursion() -> String {
+    handler(
+        "",
+        "(call $rec (i32.const 0))",
+        "(func $rec (param i32) (result i32) (call $rec (i32.add (local.get 0) (i32.const 1))))",
+    )
+}
+
+pub const FAIL_MESSAGE: &str = "deal 7 is gone";
+
+/// Fails with a message.
+pub fn failing() -> String {
+    handler(
+        &format!(r#"(data (i32.const 0) "{FAIL_MESSAGE}")"#),
+        &format!(
+            "(call $fail (i32.const 0) (i32.const {})) (i32.const 1)",
+            FAIL_MESSAGE.len()
+        ),
+        "",
+    )
+}
+
+/// Hands the host a pointer far outside its memory.
+pub fn bad_pointer() -> String {
+    handler(
+        "",
+        "(call $log (i32.const 2) (i32.const -16) (i32.const 100)) (i32.const 0)",
+        "",
+    )
+}
+
+/// Burns roughly `iterations` loop turns, then succeeds: a slow handler.
+pub fn slow(iterations: u32) -> String {
+    handler(
+        "",
+        &format!(
+            "(local $i i32) (local.set $i (i32.const {iterations}))
+             (loop (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if 0 (local.get $i)))
+             (i32.const 0)"
+        ),
+        "",
+    )
+}

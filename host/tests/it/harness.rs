@@ -1,0 +1,143 @@
+//! Starts the daemon in-process on 127.0.0.1:0 with a config and WAT plugins
+//! in a temporary folder, and talks to it over real HTTP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use switchyard::config::Config;
+use switchyard::daemon::Daemon;
+use tempfile::TempDir;
+
+pub struct TestDaemon {
+    pub dir: TempDir,
+    pub addr: SocketAddr,
+    daemon: Option<Daemon>,
+}
+
+/// Writes `router.toml` (with `[server] listen = "127.0.0.1:0"` and `server`
+/// lines added) and `plugins/<name>.wat` into a fresh folder.
+pub fn write_setup(server: &str, toml: &str, plugins: &[(&str, String)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    for (name, wat) in plugins {
+        std::fs::write(dir.path().join("plugins").join(format!("{name}.wat")), wat).unwrap();
+    }
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n[plugins]\ndir = \"plugins\"\n\n[dead_letter]\npath = \"dead.ndjson\"\n\n{toml}"
+    );
+    std::fs::write(dir.path().join("router.toml"), config).unwrap();
+    dir
+}
+
+impl TestDaemon {
+    pub async fn start(toml: &str, plugins: &[(&str, String)]) -> TestDaemon {
+        TestDaemon::start_with(toml, plugins, "").await
+    }
+
+    /// `plugins` may set `[plugins]` defaults only through `[plugin.X]`
+    /// tables in `toml`; `server` adds lines to `[server]`.
+    pub async fn start_with(toml: &str, plugins: &[(&str, String)], server: &str) -> TestDaemon {
+        let dir = write_setup(server, toml, plugins);
+        let config = Config::load(&dir.path().join("router.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let daemon = Daemon::start(config).await.unwrap();
+        TestDaemon {
+            addr: daemon.addr(),
+            dir,
+            daemon: Some(daemon),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Drains the queue and stops; everything accepted is then on disk.
+    pub async fn shutdown(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.shutdown().await.unwrap();
+        }
+    }
+
+    pub fn dead_letters(&self) -> Vec<Value> {
+        read_ndjson(&self.path("dead.ndjson"))
+    }
+
+    pub fn lines(&self, rel: &str) -> Vec<Value> {
+        read_ndjson(&self.path(rel))
+    }
+
+    pub async fn post(&self, path: &str, content_type: Option<&str>, body: &str) -> Reply {
+        let mut headers = Vec::new();
+        if let Some(ct) = content_type {
+            headers.push(("content-type", ct));
+        }
+        self.request("POST", path, &headers, body.as_bytes().to_vec())
+            .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.post(path, Some("application/json"), &body.to_string()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], Vec::new()).await
+    }
+
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+        request(self.addr, method, path, headers, body).await
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// One request on a fresh connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = send
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn read_ndjson(path: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
+        Err(_) => Vec::new(),
+    }
+}

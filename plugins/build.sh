@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Builds every plugin in plugins/ from source into plugins/dist/<name>.wasm.
+#
+#   plugins/build.sh                 all of them
+#   plugins/build.sh rust zig        only these languages
+#                                    (rust, c, zig, assemblyscript, command)
+#
+# Sources, by language; <name> is the file stem (the package name for Rust),
+# except that `conformance` becomes `conformance_<language>`:
+#   rust/<crate>/ (members of plugins/Cargo.toml)   c/*.c   zig/*.zig
+#   assemblyscript/*.ts   command/*.c (WASI programs with main)
+#
+# Toolchains (plugins/install-toolchains.sh installs them):
+#   Rust            rustup's wasm32-wasip1 target if installed, else Debian's
+#                   rustc 1.63 (wasm32-wasi) through tools/rustc-1.63
+#   C, command      $WASM_CC, else Zig's `zig cc`, else clang with wasi-libc
+#   Zig             Zig 0.17 from plugins/.toolchains/python (pip ziglang),
+#                   else `python3 -m ziglang`, else `zig` on PATH
+#   AssemblyScript  asc from plugins/assemblyscript/node_modules
+# A missing toolchain is an error, never a silent skip.
+set -euo pipefail
+shopt -s nullglob
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+dist="$here/dist"
+sdk="$root/plugin-sdk"
+ZIG_VERSION="0.17"
+
+die() { printf 'build: error: %s\n' "$*" >&2; exit 1; }
+built() { printf 'build: %-40s %7s bytes\n' "dist/$1.wasm" "$(wc -c <"$dist/$1.wasm")"; }
+# The plugin name of a source file: its stem, `conformance` qualified.
+plugin_name() { # file language
+    local stem
+    stem="$(basename "${1%.*}")"
+    [ "$stem" = conformance ] && stem="conformance_$2"
+    printf '%s' "$stem"
+}
+missing() { die "$1 not found; run plugins/install-toolchains.sh${2:+ ($2)}"; }
+
+# --- Rust -------------------------------------------------------------------
+build_rust() {
+    local target
+    export CARGO_TARGET_DIR="$here/target"
+    if command -v rustup >/dev/null &&
+        rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+        target=wasm32-wasip1
+        unset RUSTC
+    else
+        target=wasm32-wasi
+        [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/wasm32-wasi ] ||
+            missing "a Rust wasm target" "or: rustup target add wasm32-wasip1"
+        command -v rust-lld >/dev/null || missing "rust-lld (Debian package lld-14)"
+        export RUSTC="$here/tools/rustc-1.63"
+    fi
+    command -v cargo >/dev/null || missing "cargo"
+    # Under CI the committed Cargo.lock must be complete; locally cargo may
+    # add new plugin crates to it (the pinned versions stay as they are).
+    local locked=()
+    [ -n "${CI:-}" ] && locked=(--locked)
+    cargo build --quiet "${locked[@]}" --release --target "$target" \
+        --manifest-path "$here/Cargo.toml"
+    local manifest name
+    for manifest in "$here"/rust/*/Cargo.toml; do
+        name="$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)"
+        name="${name//-/_}"
+        cp "$CARGO_TARGET_DIR/$target/release/$name.wasm" "$dist/$name.wasm"
+        built "$name"
+    done
+}
+
+# --- C (reactor and command) -------------------------------------------------
+zig_cmd=()
+try_zig() { # command...: use it if it is Zig $ZIG_VERSION
+    [ "$("$@" version 2>/dev/null | cut -d. -f1,2)" = "$ZIG_VERSION" ] || return 1
+    zig_cmd=("$@")
+}
+find_zig() {
+    [ "${#zig_cmd[@]}" -gt 0 ] ||
+        try_zig env PYTHONPATH="$here/.toolchains/python" python3 -m ziglang ||
+        try_zig python3 -m ziglang ||
+        try_zig zig
+}
+
+cc_cmd=()
+find_cc() {
+    [ "${#cc_cmd[@]}" -gt 0 ] && return 0
+    if [ -n "${WASM_CC:-}" ]; then
+        read -r -a cc_cmd <<<"$WASM_CC"
+    elif find_zig; then
+        cc_cmd=("${zig_cmd[@]}" cc --target=wasm32-wasi)
+    else
+        local clang
+        for clang in clang clang-14 ""; do
+            [ -n "$clang" ] && command -v "$clang" >/dev/null && break
+        done
+        [ -n "$clang" ] && [ -e /usr/lib/wasm32-wasi/libc.a ] ||
+            missing "a C compiler for wasm32-wasi (zig cc, or clang + wasi-libc)"
+        cc_cmd=("$clang" --target=wasm32-wasi --sysroot=/usr)
+    fi
+}
+
+cc_wasm() { # name source [flags...]
+    local name="$1" src="$2"
+    shift 2
+    # A 1 MiB stack, as Rust's: Zig's default of 16 MiB would take half of
+    # the default 32 MiB memory cap.
+    "${cc_cmd[@]}" -Os -std=c11 -Wall -Wextra -Werror -Wl,-z,stack-size=1048576 -Wl,--strip-all \
+        -I "$sdk/c" "$@" -o "$dist/$name.wasm" "$src"
+    built "$name"
+}
+
+build_c() {
+    find_cc
+    local src
+    for src in "$here"/c/*.c; do
+        cc_wasm "$(plugin_name "$src" c)" "$src" -mexec-model=reactor
+    done
+}
+
+build_command() {
+    find_cc
+    local src
+    for src in "$here"/command/*.c; do
+        cc_wasm "$(plugin_name "$src" command)" "$src"
+    done
+}
+
+# --- Zig ----------------------------------------------------------------------
+build_zig() {
+    find_zig || missing "Zig $ZIG_VERSION" "pip ziglang"
+    local name src
+    for src in "$here"/zig/*.zig; do
+        name="$(plugin_name "$src" zig)"
+        "${zig_cmd[@]}" build-exe -target wasm32-wasi -fno-entry -rdynamic -fstrip \
+            -O ReleaseSmall --stack 1048576 --dep switchyard -Mroot="$src" \
+            -Mswitchyard="$sdk/zig/switchyard.zig" -femit-bin="$dist/$name.wasm"
+        rm -f "$dist/$name.wasm.o"
+        built "$name"
+    done
+}
+
+# --- AssemblyScript ---------------------------------------------------------
+build_assemblyscript() {
+    local asc="$here/assemblyscript/node_modules/.bin/asc" name src
+    [ -x "$asc" ] || missing "asc (AssemblyScript)" "npm ci in plugins/assemblyscript"
+    command -v node >/dev/null || missing "node"
+    for src in "$here"/assemblyscript/*.ts; do
+        name="$(plugin_name "$src" assemblyscript)"
+        # Run from the repository root: --use names the abort hook by its
+        # path from there.
+        (cd "$root" && "$asc" "${src#"$root"/}" --runtime stub -O3 --noAssert \
+            --use abort=plugin-sdk/assemblyscript/switchyard/abort \
+            -o "$dist/$name.wasm")
+        built "$name"
+    done
+}
+
+languages=("$@")
+[ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript command)
+mkdir -p "$dist"
+for lang in "${languages[@]}"; do
+    case "$lang" in
+    rust | c | zig | assemblyscript | command) "build_$lang" ;;
+    *) die "unknown language '$lang' (rust, c, zig, assemblyscript, command)" ;;
+    esac
+done
