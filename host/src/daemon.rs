@@ -43,7 +43,7 @@ pub fn build_snapshot(rt: &Runtime, config: Config) -> anyhow::Result<Snapshot> 
         plugin_errors.insert(name, e.to_string());
     }
     for p in plugins.loaded.values() {
-        tracing::info!(plugin = %p.name, kind = ?p.kind, file = %p.path.display(), "plugin loaded");
+        tracing::info!(plugin = %p.name, kind = p.kind.as_str(), file = %p.path.display(), "plugin loaded");
     }
     let mut open = BTreeMap::new();
     for (name, sink) in &config.sinks {

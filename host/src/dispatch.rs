@@ -470,11 +470,11 @@ pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation) {
     for line in &inv.logs {
         let m = line.message.as_str();
         match line.level {
-            Level::Trace => tracing::trace!(plugin = p, event = e, "{m}"),
-            Level::Debug => tracing::debug!(plugin = p, event = e, "{m}"),
-            Level::Info => tracing::info!(plugin = p, event = e, "{m}"),
-            Level::Warn => tracing::warn!(plugin = p, event = e, "{m}"),
-            Level::Error => tracing::error!(plugin = p, event = e, "{m}"),
+            Level::Trace => tracing::trace!(target: "plugin", plugin = p, event = e, "{m}"),
+            Level::Debug => tracing::debug!(target: "plugin", plugin = p, event = e, "{m}"),
+            Level::Info => tracing::info!(target: "plugin", plugin = p, event = e, "{m}"),
+            Level::Warn => tracing::warn!(target: "plugin", plugin = p, event = e, "{m}"),
+            Level::Error => tracing::error!(target: "plugin", plugin = p, event = e, "{m}"),
         }
     }
     if inv.dropped_logs > 0 {

@@ -27,6 +27,15 @@ pub enum PluginKind {
     Command,
 }
 
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Handler => "handler",
+            PluginKind::Command => "command",
+        }
+    }
+}
+
 /// Why a plugin file was not loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
