@@ -3,7 +3,7 @@
 #
 #   plugins/build.sh                 all of them
 #   plugins/build.sh rust zig        only these languages
-#                                    (rust, c, zig, assemblyscript, command)
+#                                    (rust, c, zig, assemblyscript, command, wat)
 #
 # Sources, by language; <name> is the file stem (the package name for Rust),
 # except that `conformance` becomes `conformance_<language>`:
@@ -156,12 +156,24 @@ build_assemblyscript() {
     done
 }
 
+# --- WebAssembly text ----------------------------------------------------------
+# The hand-written examples in wat/ need no toolchain: the host loads .wat
+# directly, so "building" them is a copy.
+build_wat() {
+    local src name
+    for src in "$here"/wat/*.wat; do
+        name="$(basename "${src%.wat}")"
+        cp "$src" "$dist/$name.wat"
+        printf 'build: %-40s %7s bytes\n' "dist/$name.wat" "$(wc -c <"$dist/$name.wat")"
+    done
+}
+
 languages=("$@")
-[ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript command)
+[ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript command wat)
 mkdir -p "$dist"
 for lang in "${languages[@]}"; do
     case "$lang" in
-    rust | c | zig | assemblyscript | command) "build_$lang" ;;
-    *) die "unknown language '$lang' (rust, c, zig, assemblyscript, command)" ;;
+    rust | c | zig | assemblyscript | command | wat) "build_$lang" ;;
+    *) die "unknown language '$lang' (rust, c, zig, assemblyscript, command, wat)" ;;
     esac
 done

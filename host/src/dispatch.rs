@@ -369,7 +369,7 @@ impl Cascade<'_> {
                     }
                     Err(f) => {
                         Stats::add(stats.failure(f.kind), 1);
-                        tracing::warn!(plugin = %name, event = %event.id, route, kind = %f.kind, message = %f.message, "handler failed");
+                        tracing::warn!(plugin = %name, event = %event.id, route, kind = %f.kind, error = %f.message, "handler failed");
                         self.dead_letter(event, route, Some(name), f.kind.as_str(), &f.message);
                         if let Some(last) = self.report.handlers.last_mut() {
                             last.fuel_used = Some(inv.fuel_used);

@@ -2,6 +2,7 @@
 //! wasm modules (inline WAT), real files.
 
 mod cli;
+mod conformance;
 mod failures;
 mod fixtures;
 mod harness;

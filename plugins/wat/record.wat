@@ -1,4 +1,4 @@
-;; audit: records every event it sees as an `audit.Recorded` event whose
+;; record: records every event it sees as an `audit.Recorded` event whose
 ;; data is the original envelope, so that an audit route can archive it.
 ;;
 ;; Shows the whole handler ABI with no toolchain: a bump allocator that
@@ -14,8 +14,8 @@
   (data (i32.const 0) "{\"name\":\"audit.Recorded\",\"data\":{\"event\":")
   ;; 2 bytes, written just after it
   (data (i32.const 64) "}}")
-  (data (i32.const 96) "audit: emit was refused")
-  (data (i32.const 128) "audit: recorded")
+  (data (i32.const 96) "record: emit was refused")
+  (data (i32.const 128) "record: recorded")
 
   ;; The event goes at 4096 + 64; the prefix fits in the 64 bytes before it.
   (func (export "switchyard_alloc") (param $len i32) (result i32)
@@ -38,8 +38,8 @@
           (call $emit (local.get $start) (i32.add (local.get $len) (i32.const 43)))
           (i32.const 0))
       (then
-        (call $fail (i32.const 96) (i32.const 23))
+        (call $fail (i32.const 96) (i32.const 24))
         (return (i32.const 1))))
-    (call $log (i32.const 1) (i32.const 128) (i32.const 15))
+    (call $log (i32.const 1) (i32.const 128) (i32.const 16))
     (i32.const 0))
 )
