@@ -1,4 +1,4 @@
-//! `switchyard check`: the config and every plugin, every error at once.
+//! `switchyard check`: the config and every plugin, every problem at once.
 
 use std::path::Path;
 
@@ -17,12 +17,21 @@ pub fn check(config_path: &Path) -> Result<String, Vec<String>> {
             config.plugins_dir.display()
         )]
     })?;
-    let mut problems: Vec<String> = plugins.errors.iter().map(|e| e.to_string()).collect();
-    for route in &config.routes {
-        for h in &route.handlers {
-            if !plugins.loaded.contains_key(h) {
-                problems.push(format!("route {:?}: handler {h:?} did not load (see above); its events would go to dead letters as `unavailable`", route.name));
-            }
+    let mut problems: Vec<String> = config.warnings.to_string().lines().map(str::to_string).collect();
+    for e in &plugins.errors {
+        problems.push(e.to_string());
+        let routes: Vec<&str> = config
+            .routes
+            .iter()
+            .filter(|r| r.handlers.iter().any(|h| h == e.plugin()))
+            .map(|r| r.name.as_str())
+            .collect();
+        if !routes.is_empty() {
+            problems.push(format!(
+                "plugin {:?} is a handler of route(s) {}: its events would go to dead letters as `unavailable`",
+                e.plugin(),
+                routes.join(", ")
+            ));
         }
     }
     if !problems.is_empty() {

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -19,6 +20,8 @@ pub mod reason {
     pub const UNAVAILABLE: &str = "unavailable";
     /// A sink could not write the event.
     pub const SINK_ERROR: &str = "sink_error";
+    /// A line of a tailed file that is not an event ([`super::BadLine`]).
+    pub const BAD_LINE: &str = "bad_line";
 }
 
 #[derive(Debug, Serialize)]
@@ -27,19 +30,62 @@ pub struct DeadLetter<'a> {
     pub event: &'a Event,
     pub route: Option<&'a str>,
     pub plugin: Option<&'a str>,
+    /// The sink that could not deliver the event (webhook sinks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<&'a str>,
     /// A failure kind (`trap`, `out_of_fuel`, ...) or a [`reason`].
     pub kind: &'a str,
     pub message: &'a str,
 }
 
+/// A line of a tailed file that is not an event, as the tail source saw it.
+pub struct BadLine<'a> {
+    /// Why, for machines: `invalid_utf8`, `too_long`, `unparsable`, `incomplete`.
+    pub reason: &'a str,
+    /// Why, for people.
+    pub message: &'a str,
+    /// `tail:<path>`.
+    pub source: &'a str,
+    pub file: &'a str,
+    /// Byte offset of the line's first byte.
+    pub offset: u64,
+    /// Length of the line in bytes, without its line ending.
+    pub len: u64,
+    /// The line, or its beginning when it is longer than `max_line`.
+    pub bytes: &'a [u8],
+}
+
+#[derive(Serialize)]
+struct BadLineLetter<'a> {
+    time: String,
+    kind: &'a str,
+    reason: &'a str,
+    message: &'a str,
+    source: &'a str,
+    file: &'a str,
+    offset: u64,
+    len: u64,
+    /// The line as text, when it is UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<&'a str>,
+    /// The line's bytes, when they are not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line_base64: Option<String>,
+    /// Only the beginning of the line is here (it is longer than `max_line`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    line_cut: bool,
+}
+
+/// The log, shared by workers and by sinks that deliver in the background.
+#[derive(Clone)]
 pub struct DeadLetters {
-    file: NdjsonFile,
+    file: Arc<NdjsonFile>,
 }
 
 impl DeadLetters {
     pub fn open(path: &Path) -> io::Result<DeadLetters> {
         Ok(DeadLetters {
-            file: NdjsonFile::open(path)?,
+            file: Arc::new(NdjsonFile::open(path)?),
         })
     }
 
@@ -60,8 +106,60 @@ impl DeadLetters {
             event,
             route,
             plugin,
+            sink: None,
             kind,
             message,
+        };
+        let line = serde_json::to_vec(&letter).expect("a dead letter always serialises");
+        self.file.write(&line)
+    }
+
+    /// An event a sink could not deliver, as `kind = "sink_error"`.
+    pub fn write_sink(&self, event: &Event, sink: &str, message: &str) -> io::Result<()> {
+        let letter = DeadLetter {
+            time: envelope::now(),
+            event,
+            route: None,
+            plugin: None,
+            sink: Some(sink),
+            kind: reason::SINK_ERROR,
+            message,
+        };
+        let line = serde_json::to_vec(&letter).expect("a dead letter always serialises");
+        self.file.write(&line)
+    }
+
+    /// A line of a tailed file that is not an event (not UTF-8, too long,
+    /// unparsable, never completed), as `kind = "bad_line"`: the file, the
+    /// byte offset of the line and the reason, with the line itself.
+    pub fn write_bad_line(&self, bad: &BadLine<'_>) -> io::Result<()> {
+        let cut = (bad.bytes.len() as u64) < bad.len;
+        let text = match std::str::from_utf8(bad.bytes) {
+            Ok(text) => Some(text),
+            // A beginning cut inside a character is still text.
+            Err(e) if cut && e.error_len().is_none() => {
+                std::str::from_utf8(&bad.bytes[..e.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        };
+        let letter = BadLineLetter {
+            time: envelope::now(),
+            kind: reason::BAD_LINE,
+            reason: bad.reason,
+            message: bad.message,
+            source: bad.source,
+            file: bad.file,
+            offset: bad.offset,
+            len: bad.len,
+            line: text,
+            line_base64: match text {
+                Some(_) => None,
+                None => Some(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    bad.bytes,
+                )),
+            },
+            line_cut: cut,
         };
         let line = serde_json::to_vec(&letter).expect("a dead letter always serialises");
         self.file.write(&line)

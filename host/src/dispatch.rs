@@ -19,6 +19,9 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::config::Config;
 use crate::dead_letter::{reason, DeadLetters};
 use crate::envelope::{self, Event};
+use crate::http::stream::{StreamConfig, StreamHub};
+use crate::log_limit::LogLimit;
+use crate::metrics::{Metrics, PluginMetrics, SinkMetrics};
 use crate::router::Router;
 use crate::runtime::{self, Emitted, Invocation, Level, Plugin};
 use crate::sinks::Sink;
@@ -86,6 +89,10 @@ pub struct HandlerResult {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel_used: Option<u64>,
+    /// The first 12 hex digits of the sha256 of the plugin version that ran,
+    /// so a deploy can be followed event by event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_sha256: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -104,7 +111,9 @@ pub enum SubmitError {
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub dead_letters: DeadLetters,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
+    /// Live subscribers of `GET /v1/stream`.
+    pub stream: Arc<StreamHub>,
     /// Free places in the queue.
     permits: Semaphore,
 }
@@ -124,10 +133,36 @@ impl Dispatcher {
         capacity: usize,
         workers: usize,
     ) -> std::io::Result<Arc<Dispatcher>> {
+        let stats = Arc::new(Stats::default());
+        let stream = Arc::new(StreamHub::new(StreamConfig::default(), &stats.metrics));
+        Dispatcher::start_with(snapshot, dead_letters, capacity, workers, stats, stream)
+    }
+
+    /// Like [`Dispatcher::start`], with counters and a stream hub that exist
+    /// before it (the daemon serves `/metrics` while plugins load).
+    pub fn start_with(
+        snapshot: Snapshot,
+        dead_letters: DeadLetters,
+        capacity: usize,
+        workers: usize,
+        stats: Arc<Stats>,
+        stream: Arc<StreamHub>,
+    ) -> std::io::Result<Arc<Dispatcher>> {
+        // Series that exist from the start read 0 rather than being absent.
+        for name in snapshot.plugins.keys() {
+            stats.metrics.plugin(name);
+        }
+        for route in snapshot.router.routes() {
+            stats.metrics.route(&route.name);
+        }
+        for name in snapshot.sinks.keys() {
+            stats.metrics.sink(name);
+        }
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             dead_letters,
-            stats: Stats::default(),
+            stats,
+            stream,
             permits: Semaphore::new(capacity),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -212,12 +247,18 @@ impl Dispatcher {
             self.shared.permits.add_permits(n);
             return Err(SubmitError::Closed);
         };
-        Stats::add(&self.shared.stats.ingested, n as u64);
+        count_ingested(&self.shared.stats, &jobs);
         for job in jobs {
             tx.send(job)
                 .expect("workers hold the receiver until the sender is dropped");
         }
         Ok(())
+    }
+
+    /// Whether every worker thread is still running.
+    pub fn workers_alive(&self) -> bool {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        !workers.is_empty() && workers.iter().all(|h| !h.is_finished())
     }
 
     /// Stops admission, lets the workers drain every queued event, flush
@@ -234,12 +275,75 @@ impl Dispatcher {
     }
 }
 
+/// Counts accepted events per source; a batch nearly always has one source,
+/// so this is one handle lookup per batch, not per event.
+fn count_ingested(stats: &Stats, jobs: &[Job]) {
+    let mut i = 0;
+    while i < jobs.len() {
+        let source = jobs[i].event.source.as_str();
+        let run = jobs[i..].iter().take_while(|j| j.event.source == source).count();
+        stats.metrics.source(source).inc_by(run as u64);
+        i += run;
+    }
+}
+
+/// Metric handles one worker has resolved, by name, in maps only its thread
+/// touches: counting an event takes no lock and no shared reference count.
+#[derive(Default)]
+struct Handles {
+    routes: std::collections::HashMap<String, prometheus_client::metrics::counter::Counter>,
+    plugins: std::collections::HashMap<String, Arc<PluginMetrics>>,
+    sinks: std::collections::HashMap<String, Arc<SinkMetrics>>,
+}
+
+impl Handles {
+    fn route(&mut self, m: &Metrics, name: &str) -> &prometheus_client::metrics::counter::Counter {
+        if !self.routes.contains_key(name) {
+            self.routes.insert(name.to_string(), m.route(name));
+        }
+        &self.routes[name]
+    }
+
+    fn plugin(&mut self, m: &Metrics, name: &str) -> &PluginMetrics {
+        if !self.plugins.contains_key(name) {
+            self.plugins.insert(name.to_string(), m.plugin(name));
+        }
+        &self.plugins[name]
+    }
+
+    fn sink(&mut self, m: &Metrics, name: &str) -> &SinkMetrics {
+        if !self.sinks.contains_key(name) {
+            self.sinks.insert(name.to_string(), m.sink(name));
+        }
+        &self.sinks[name]
+    }
+}
+
 fn worker(shared: &Shared, rx: &Receiver<Job>) {
     let mut done: Vec<Option<oneshot::Sender<EventReport>>> = Vec::new();
     let mut reports: Vec<EventReport> = Vec::new();
-    while let Ok(job) = rx.recv() {
+    let mut handles = Handles::default();
+    loop {
+        // Never block with replies pending: another worker may have taken
+        // the job that made the queue look non-empty, and a producer that
+        // waits for these replies before sending more (a tail source
+        // draining a file, `?wait=true`) would wait forever.
+        let job = if done.is_empty() {
+            rx.recv().ok()
+        } else {
+            match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    let snapshot = shared.snapshot.load_full();
+                    complete(shared, &snapshot, &mut done, &mut reports);
+                    continue;
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => None,
+            }
+        };
+        let Some(job) = job else { break };
         let snapshot = shared.snapshot.load_full();
-        let report = handle_event(shared, &snapshot, job.event, job.reply.is_some());
+        let report = handle_event(shared, &snapshot, &mut handles, job.event, job.reply.is_some());
         done.push(job.reply);
         reports.push(report);
         if rx.is_empty() || done.len() >= MAX_PENDING_REPLIES {
@@ -259,7 +363,7 @@ fn complete(
 ) {
     for (name, sink) in &snapshot.sinks {
         if let Err(e) = sink.flush() {
-            Stats::add(&shared.stats.sink_errors, 1);
+            shared.stats.metrics.sink(name).errors.inc();
             tracing::error!(sink = %name, error = %e, "cannot flush sink");
         }
     }
@@ -279,16 +383,24 @@ fn complete(
 struct Cascade<'a> {
     shared: &'a Shared,
     snapshot: &'a Snapshot,
+    handles: &'a mut Handles,
     report: EventReport,
     /// Whether anyone reads the report; if not, only counters are kept.
     detailed: bool,
 }
 
 /// Routes one event and, breadth first, every event its handlers emit.
-fn handle_event(shared: &Shared, snapshot: &Snapshot, root: Event, detailed: bool) -> EventReport {
+fn handle_event(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    handles: &mut Handles,
+    root: Event,
+    detailed: bool,
+) -> EventReport {
     let mut c = Cascade {
         shared,
         snapshot,
+        handles,
         report: EventReport {
             id: root.id.clone(),
             name: root.name.clone(),
@@ -313,17 +425,23 @@ impl Cascade<'_> {
     /// Runs every matching route on `event`; returns the events to route next.
     fn route(&mut self, event: &Event, hops: u32, is_root: bool) -> Vec<Event> {
         let stats = &self.shared.stats;
+        let stream = &self.shared.stream;
         let matches = self.snapshot.router.route(event);
         if matches.is_empty() {
             Stats::add(&stats.unmatched, 1);
+            if stream.is_active() {
+                stream.publish(&event.name, &event.to_json());
+            }
             tracing::debug!(event = %event.id, name = %event.name, "no route matched");
             return Vec::new();
         }
         let json = event.to_json();
+        stream.publish(&event.name, &json);
         let mut children = Vec::new();
         let mut written: Vec<&str> = Vec::new();
         for m in &matches {
             let route = m.route.name.as_str();
+            self.handles.route(&stats.metrics, route).inc();
             if is_root {
                 self.report.routes.push(route.to_string());
             }
@@ -344,11 +462,17 @@ impl Cascade<'_> {
                     continue;
                 };
                 let inv = plugin.invoke(&json);
-                log_invocation(event, plugin, &inv);
+                let pm = self.handles.plugin(&stats.metrics, name);
+                pm.invocation(
+                    inv.outcome.as_ref().map(|_| ()).map_err(|f| f.kind),
+                    inv.elapsed.as_secs_f64(),
+                    inv.fuel_used,
+                );
+                log_invocation(event, plugin, &inv, pm, self.snapshot.config.plugin_log);
                 match inv.outcome {
                     Ok(()) => {
-                        Stats::add(&stats.invocations_ok, 1);
                         self.result(event, route, Some(name), "ok", None, Some(inv.fuel_used));
+                        self.tag_version(plugin);
                         for emitted in inv.emitted {
                             let child = child_event(event, &plugin.name, hops + 1, emitted);
                             if hops + 1 > self.snapshot.config.hop_limit {
@@ -368,12 +492,12 @@ impl Cascade<'_> {
                         }
                     }
                     Err(f) => {
-                        Stats::add(stats.failure(f.kind), 1);
                         tracing::warn!(plugin = %name, event = %event.id, route, kind = %f.kind, error = %f.message, "handler failed");
                         self.dead_letter(event, route, Some(name), f.kind.as_str(), &f.message);
                         if let Some(last) = self.report.handlers.last_mut() {
                             last.fuel_used = Some(inv.fuel_used);
                         }
+                        self.tag_version(plugin);
                     }
                 }
             }
@@ -386,8 +510,10 @@ impl Cascade<'_> {
                     Some(s) => s.write(&json),
                     None => Err(std::io::Error::other("sink is not open")),
                 };
+                let sm = self.handles.sink(&stats.metrics, sink);
+                sm.writes.inc();
                 if let Err(e) = result {
-                    Stats::add(&stats.sink_errors, 1);
+                    sm.errors.inc();
                     tracing::error!(sink = %sink, event = %event.id, error = %e, "sink write failed");
                     let msg = format!("sink {sink:?}: {e}");
                     self.dead_letter(event, route, None, reason::SINK_ERROR, &msg);
@@ -395,6 +521,12 @@ impl Cascade<'_> {
             }
         }
         children
+    }
+
+    fn tag_version(&mut self, plugin: &Plugin) {
+        if let Some(last) = self.report.handlers.last_mut() {
+            last.plugin_sha256 = Some(plugin.sha256.chars().take(12).collect());
+        }
     }
 
     fn result(
@@ -414,6 +546,7 @@ impl Cascade<'_> {
                 outcome: outcome.to_string(),
                 message: message.map(str::to_string),
                 fuel_used: fuel,
+                plugin_sha256: None,
             });
         }
     }
@@ -422,7 +555,9 @@ impl Cascade<'_> {
         self.result(event, route, plugin, kind, Some(message), None);
         let dl = &self.shared.dead_letters;
         match dl.write(event, Some(route), plugin, kind, message) {
-            Ok(()) => Stats::add(&self.shared.stats.dead_letters, 1),
+            Ok(()) => {
+                self.shared.stats.metrics.dead_letter(kind).inc();
+            }
             Err(e) => {
                 Stats::add(&self.shared.stats.dead_letter_errors, 1);
                 tracing::error!(event = %event.id, path = %dl.path().display(), error = %e, kind, message, "cannot write dead letter; the event is only in this log line: {}", String::from_utf8_lossy(&event.to_json()));
@@ -464,10 +599,49 @@ fn child_event(parent: &Event, plugin: &str, hops: u32, emitted: Emitted) -> Eve
     }
 }
 
-/// Forwards a plugin's log lines to the daemon's log, with plugin and event.
-pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation) {
+/// Forwards a plugin's log lines to the daemon's log, with plugin and event,
+/// within the plugin's rate limit (lines over it are counted and summarised).
+pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation, pm: &PluginMetrics, limit: LogLimit) {
     let (p, e) = (plugin.name.as_str(), event.id.as_str());
-    for line in &inv.logs {
+    if inv.dropped_logs > 0 {
+        pm.logs_over_cap.inc_by(inv.dropped_logs);
+    }
+    // Lines the log filter would discard cost nothing and use no tokens.
+    let wanted = inv.logs.iter().filter(|l| level_enabled(l.level)).count() as u64;
+    if wanted == 0 && inv.dropped_logs == 0 {
+        return;
+    }
+    let now = std::time::Instant::now();
+    let (granted, report) = {
+        let mut bucket = pm.log_bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let granted = bucket.take(wanted, limit, now);
+        // Lines over the per-invocation cap are summarised with these, so
+        // a plugin looping on `log` yields one warning a second, not one
+        // per invocation.
+        (
+            granted,
+            bucket.suppressed(wanted - granted + inv.dropped_logs, now),
+        )
+    };
+    if granted < wanted {
+        pm.logs_rate_limited.inc_by(wanted - granted);
+    }
+    if let Some(n) = report {
+        tracing::warn!(
+            plugin = p,
+            event = e,
+            suppressed = n,
+            rate = limit.rate,
+            burst = limit.burst,
+            "plugin log lines dropped: over the rate limit ([plugins] log_rate) or the per-invocation cap"
+        );
+    }
+    let mut left = granted;
+    for line in inv.logs.iter().filter(|l| level_enabled(l.level)) {
+        if left == 0 {
+            break;
+        }
+        left -= 1;
         let m = line.message.as_str();
         match line.level {
             Level::Trace => tracing::trace!(target: "plugin", plugin = p, event = e, "{m}"),
@@ -477,12 +651,15 @@ pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation) {
             Level::Error => tracing::error!(target: "plugin", plugin = p, event = e, "{m}"),
         }
     }
-    if inv.dropped_logs > 0 {
-        tracing::warn!(
-            plugin = p,
-            event = e,
-            dropped = inv.dropped_logs,
-            "plugin log lines over the per-invocation cap were dropped"
-        );
+}
+
+/// Whether the log filter lets a plugin line of this level through.
+fn level_enabled(level: Level) -> bool {
+    match level {
+        Level::Trace => tracing::enabled!(target: "plugin", tracing::Level::TRACE),
+        Level::Debug => tracing::enabled!(target: "plugin", tracing::Level::DEBUG),
+        Level::Info => tracing::enabled!(target: "plugin", tracing::Level::INFO),
+        Level::Warn => tracing::enabled!(target: "plugin", tracing::Level::WARN),
+        Level::Error => tracing::enabled!(target: "plugin", tracing::Level::ERROR),
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! Data path, in the order an event travels:
 //! - [`http`]: the HTTP server; [`http::ingest`] turns request bodies (JSON,
-//!   NDJSON, CloudEvents, eventlib's form) into events, purely.
+//!   NDJSON, CloudEvents, eventlib's form) into events, purely;
+//!   [`http::auth`] checks bearer tokens; [`http::stream`] is the live
+//!   `/v1/stream` of routed events (bounded per subscriber, cut off when
+//!   behind).
 //! - [`envelope`]: the event envelope, ids, times, the CloudEvents mapping.
 //! - [`dispatch`]: the bounded queue, admission (503 when full), the worker
 //!   threads that run handlers, emitted-event cascades and hop limit.
@@ -12,26 +15,45 @@
 //!   source globs, [`version`] ranges, data/meta predicates, `require`.
 //! - [`runtime`]: the wasm sandbox: engine, ABI check at load, per-event
 //!   stores with fuel, memory cap, deadline; host imports; failure kinds.
-//! - [`sinks`]: where routed events are written (file, stdout).
+//! - [`sinks`]: where routed events are written (file, stdout, and
+//!   [`sinks::http`] webhooks: batched, retried, dead-lettered).
 //! - [`dead_letter`]: the NDJSON log of every failure, with the event.
+//! - [`sources`]: event sources besides HTTP; [`sources::tail`] follows log
+//!   files like `tail -F`, with checkpoints (rotation, copytruncate,
+//!   restart: every line handled once).
 //!
 //! Control plane:
-//! - [`config`]: router.toml, validated with every error located.
-//! - [`registry`]: the plugins folder and loading every plugin in it.
-//! - [`daemon`]: wiring and graceful shutdown; [`stats`]: counters.
-//! - [`check`] and [`plugin_run`]: the `check` and `plugin run` commands.
+//! - [`config`]: router.toml, validated with every error located;
+//!   [`config::env`] interpolates `${VAR}`; [`config::ops`] holds the
+//!   operations keys (`[admin]`, `[auth]`, `[stream]`, webhook sinks).
+//! - [`registry`]: which files in the plugins folder are plugins.
+//! - [`reload`]: builds a complete snapshot (config, plugins, sinks) off the
+//!   hot path, reusing what did not change, and swaps it in whole.
+//! - [`watcher`]: notices changes to plugins and config; asks for a reload.
+//! - [`daemon`]: wiring, readiness and graceful shutdown; [`stats`]: plain
+//!   counters; [`metrics`]: labelled metrics and the Prometheus exposition;
+//!   [`log_limit`]: the per-plugin rate limit on log lines.
+//! - [`check`] and [`plugin_run`]: the `check` and `plugin run` commands;
+//!   [`cli`]: the client commands `send`, `tail` and `dead-letter
+//!   list|replay` (with [`cli::marks`], the record of replayed lines).
 
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dead_letter;
 pub mod dispatch;
 pub mod envelope;
 pub mod http;
+pub mod log_limit;
+pub mod metrics;
 pub mod plugin_run;
 pub mod registry;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod sinks;
+pub mod sources;
 pub mod stats;
 pub mod version;
+pub mod watcher;

@@ -1,7 +1,10 @@
 //! router.toml: parsing (serde, `deny_unknown_fields`) and semantic
 //! validation that collects every error, each with file, line and column.
 
+pub mod env;
+pub mod ops;
 mod raw;
+mod tail;
 pub mod units;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,7 +19,9 @@ use toml::Spanned;
 
 use crate::router::{FieldPath, Matcher, NameGlob, Predicate, Route};
 use crate::version::VersionReq;
+pub use ops::{AuthConfig, BatchFormat, HttpSinkConfig};
 use raw::{RawConfig, RawLimits, RawRoute};
+pub use tail::{StartAt, TailFormat, TailSource};
 use units::{parse_duration, parse_size, RawSize};
 
 /// Per-plugin resource limits: `[plugins]` defaults, `[plugin.NAME]` overrides.
@@ -75,6 +80,8 @@ pub enum SinkConfig {
     File { path: PathBuf },
     /// One envelope per line on the daemon's stdout.
     Stdout,
+    /// Batches POSTed to a webhook, retried, dead-lettered when undeliverable.
+    Http(HttpSinkConfig),
 }
 
 /// A validated router.toml. Relative paths are resolved against the
@@ -90,8 +97,22 @@ pub struct Config {
     /// Emits deeper than this go to dead letters instead of being routed.
     pub hop_limit: u32,
     pub dead_letter: PathBuf,
+    /// Where the daemon keeps its own state: compiled-module cache, checkpoints.
+    pub state_dir: PathBuf,
+    /// `[[source.tail]]`: log files followed like `tail -F`.
+    pub tail_sources: Vec<TailSource>,
     pub routes: Vec<Route>,
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// `[admin] listen`: when set, admin endpoints are served there only,
+    /// and ingest only on `[server] listen`.
+    pub admin_listen: Option<SocketAddr>,
+    pub auth: AuthConfig,
+    pub stream: crate::http::stream::StreamConfig,
+    /// `[plugins] log_rate` and `log_burst`.
+    pub plugin_log: crate::log_limit::LogLimit,
+    /// Problems that let the config serve but that `switchyard check`
+    /// reports: routes and `[plugin.NAME]` tables naming plugins with no file.
+    pub warnings: ConfigErrors,
 }
 
 impl Config {
@@ -134,21 +155,31 @@ impl Config {
         let mut v = Validator {
             src,
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
-        let raw: RawConfig = match toml::from_str(src) {
+        let raw: RawConfig = match env::from_str(src) {
             Ok(raw) => raw,
-            Err(e) => {
-                v.error(e.span(), e.message().trim_end().to_string());
+            Err(errors) => {
+                for (span, message) in errors {
+                    v.error(span, message);
+                }
                 return Err(v.finish(file));
             }
         };
         let config = v.config(raw, base_dir, list_plugins);
         if v.errors.is_empty() {
+            let mut warnings = std::mem::take(&mut v.warnings);
+            warnings.sort_by_key(|w| w.at);
             Ok(Config {
                 file: file.to_path_buf(),
+                warnings: ConfigErrors {
+                    file: file.to_path_buf(),
+                    errors: warnings,
+                },
                 ..config
             })
         } else {
+            v.errors.append(&mut v.warnings);
             Err(v.finish(file))
         }
     }
@@ -190,12 +221,20 @@ impl std::error::Error for ConfigErrors {}
 struct Validator<'s> {
     src: &'s str,
     errors: Vec<ConfigError>,
+    /// Problems that do not stop the config from serving: a route naming a
+    /// plugin with no file (its events are dead-lettered as `unavailable`).
+    warnings: Vec<ConfigError>,
 }
 
 impl Validator<'_> {
     fn error(&mut self, span: Option<Range<usize>>, message: String) {
         let at = span.map(|s| line_col(self.src, s.start));
         self.errors.push(ConfigError { at, message });
+    }
+
+    fn warn(&mut self, span: Option<Range<usize>>, message: String) {
+        let at = span.map(|s| line_col(self.src, s.start));
+        self.warnings.push(ConfigError { at, message });
     }
 
     fn finish(mut self, file: &Path) -> ConfigErrors {
@@ -344,7 +383,7 @@ impl Validator<'_> {
             let prefix = format!("plugin.{name}");
             if let Some(known) = &known {
                 if !known.contains(name) {
-                    self.error(
+                    self.warn(
                         Some(table.span()),
                         format!(
                             "{prefix}: no plugin named {name:?} in {} ({})",
@@ -371,11 +410,17 @@ impl Validator<'_> {
                 .as_ref()
                 .map_or("data/dead-letter.ndjson", |p| p.get_ref()),
         );
+        let state_dir = base.join(raw.state.dir.as_ref().map_or("data", |d| d.get_ref()));
+        let tail_sources = self.tail_sources(&raw.source.tail, base);
         let mut sinks = BTreeMap::new();
         for (name, sink) in &raw.sinks {
             let s = sink.get_ref();
             let kind = s.kind.get_ref().as_str();
+            if kind != "http" {
+                self.no_http_keys(name, kind, s);
+            }
             let parsed = match (kind, &s.path) {
+                ("http", _) => self.http_sink(name, s, sink.span()).map(SinkConfig::Http),
                 ("file", Some(path)) => Some(SinkConfig::File {
                     path: base.join(path.get_ref()),
                 }),
@@ -398,7 +443,7 @@ impl Validator<'_> {
                     self.error(
                         Some(s.kind.span()),
                         format!(
-                            "sink.{name}.type: unknown sink type {other:?} (known: \"file\", \"stdout\")"
+                            "sink.{name}.type: unknown sink type {other:?} (known: \"file\", \"stdout\", \"http\")"
                         ),
                     );
                     None
@@ -408,6 +453,10 @@ impl Validator<'_> {
                 sinks.insert(name.clone(), parsed);
             }
         }
+        let admin_listen = self.admin(&raw.admin, server.listen);
+        let auth = self.auth(&raw.auth, base);
+        let stream = self.stream(&raw.stream);
+        let plugin_log = self.log_limit(&raw.plugins.log_rate, &raw.plugins.log_burst);
         let mut routes: Vec<Route> = Vec::new();
         let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         for spanned in &raw.routes {
@@ -432,14 +481,24 @@ impl Validator<'_> {
         }
         Config {
             file: PathBuf::new(),
+            warnings: ConfigErrors {
+                file: PathBuf::new(),
+                errors: Vec::new(),
+            },
             server,
             plugins_dir,
             default_limits,
             plugin_settings,
             hop_limit,
             dead_letter,
+            state_dir,
+            tail_sources,
             routes,
             sinks,
+            admin_listen,
+            auth,
+            stream,
+            plugin_log,
         }
     }
 
@@ -490,10 +549,11 @@ impl Validator<'_> {
         for h in &r.handlers {
             if let Some(known) = known {
                 if !known.contains(h.get_ref()) {
-                    self.error(
+                    self.warn(
                         Some(h.span()),
                         format!(
-                            "{what}: handlers: unknown plugin {:?}: no {0}.wasm or {0}.wat in {} ({})",
+                            "{what}: handlers: unknown plugin {:?}: no {0}.wasm or {0}.wat in {} ({}); \
+                             its events go to dead letters as `unavailable`",
                             h.get_ref(),
                             plugins_dir.display(),
                             listing(known)

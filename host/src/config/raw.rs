@@ -21,6 +21,16 @@ pub struct RawConfig {
     pub router: RawRouter,
     #[serde(default)]
     pub dead_letter: RawDeadLetter,
+    #[serde(default)]
+    pub state: RawState,
+    #[serde(default)]
+    pub source: RawSources,
+    #[serde(default)]
+    pub admin: super::ops::RawAdmin,
+    #[serde(default)]
+    pub auth: super::ops::RawAuth,
+    #[serde(default)]
+    pub stream: super::ops::RawStream,
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default, rename = "sink")]
@@ -46,6 +56,9 @@ pub struct RawPlugins {
     pub timeout: Option<Spanned<String>>,
     pub max_emits: Option<Spanned<i64>>,
     pub max_emit_bytes: Option<Spanned<RawSize>>,
+    /// Plugin log lines per second, per plugin (0: no limit).
+    pub log_rate: Option<Spanned<i64>>,
+    pub log_burst: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +118,31 @@ pub struct RawDeadLetter {
     pub path: Option<Spanned<String>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSources {
+    #[serde(default)]
+    pub tail: Vec<Spanned<RawTail>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTail {
+    pub path: Spanned<String>,
+    pub format: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub pattern: Option<Spanned<String>>,
+    pub start_at: Option<Spanned<String>>,
+    pub max_line: Option<Spanned<RawSize>>,
+    pub rotate_wait: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub dir: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
@@ -139,4 +177,14 @@ pub struct RawSink {
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
     pub path: Option<Spanned<String>>,
+    // `type = "http"` only; see `ops::HttpSinkConfig`.
+    pub url: Option<Spanned<String>>,
+    pub batch: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub backoff: Option<Spanned<String>>,
+    pub max_backoff: Option<Spanned<String>>,
+    pub format: Option<Spanned<String>>,
+    pub headers: Option<super::ops::RawHeaders>,
+    pub max_pending: Option<Spanned<i64>>,
 }

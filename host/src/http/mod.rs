@@ -1,16 +1,23 @@
-//! The HTTP interface on `[server] listen`: ingest, health, listings.
+//! The HTTP interface: ingest on `[server] listen`; admin (metrics,
+//! listings, stream, reload, replay) there too, or only on `[admin] listen`
+//! when that is set; the probes `/healthz` and `/readyz` on both.
 
+mod admin;
+pub mod auth;
 pub mod ingest;
+pub mod stream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -18,25 +25,49 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
+use crate::config::AuthConfig;
 use crate::dispatch::{Dispatcher, Job, SubmitError};
 use crate::envelope::Event;
+use crate::metrics::{SCOPE_ADMIN, SCOPE_INGEST};
 use crate::stats::Stats;
 use ingest::IngestError;
+use stream::StreamHub;
 
 /// How long open requests may take to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct AppState {
-    pub dispatcher: Arc<Dispatcher>,
+    /// Set once plugins are loaded and workers run; until then ingest and
+    /// listings answer 503 and `/readyz` says "starting".
+    pub dispatcher: OnceLock<Arc<Dispatcher>>,
     pub max_body: u64,
+    /// Exists before the dispatcher: `/metrics` answers while loading.
+    pub stats: Arc<Stats>,
+    pub stream: Arc<StreamHub>,
+    pub auth: AuthConfig,
+    /// Set when shutdown begins: `/readyz` answers 503.
+    pub stopping: AtomicBool,
+    /// Where `POST /v1/reload` sends its request.
+    pub reloads: tokio::sync::mpsc::UnboundedSender<crate::daemon::ReloadRequest>,
 }
 
-type Resp = Response<Full<Bytes>>;
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `[server] listen` without an `[admin] listen`: everything.
+    All,
+    /// `[server] listen` when `[admin] listen` is set.
+    Ingest,
+    /// `[admin] listen`.
+    Admin,
+}
+
+type Resp = Response<BoxBody<Bytes, Infallible>>;
 
 fn json_response(status: StatusCode, body: &Value) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -51,6 +82,7 @@ fn error_response(status: StatusCode, message: &str) -> Resp {
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    role: Role,
     header_timeout: Duration,
     mut shutdown: broadcast::Receiver<()>,
 ) {
@@ -73,14 +105,20 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        // Closes this connection: for a stream subscriber that stopped reading.
+        let kill = Arc::new(Notify::new());
+        let killer = kill.clone();
         let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(route(&state, req, peer).await) }
+            let (state, kill) = (state.clone(), kill.clone());
+            async move { Ok::<_, Infallible>(route(&state, role, req, peer, kill).await) }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                done = conn => if let Err(e) = done {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                _ = killer.notified() => tracing::debug!(%peer, "connection closed by the server"),
             }
         });
     }
@@ -93,29 +131,129 @@ pub async fn serve(
     }
 }
 
-async fn route(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+/// Who may call an endpoint, and on which listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// `/healthz`, `/readyz`: every listener, no token (probes).
+    Probe,
+    Ingest,
+    Admin,
+}
+
+/// An endpoint's scope and the one method it takes.
+fn endpoint(path: &str) -> Option<(Scope, Method)> {
+    Some(match path {
+        "/healthz" | "/readyz" => (Scope::Probe, Method::GET),
+        "/v1/events" | "/event/log" => (Scope::Ingest, Method::POST),
+        "/metrics" | "/v1/stats" | "/v1/plugins" | "/v1/routes" | "/v1/stream" => (Scope::Admin, Method::GET),
+        "/v1/reload" | "/v1/replay" => (Scope::Admin, Method::POST),
+        _ => return None,
+    })
+}
+
+async fn route(
+    state: &AppState,
+    role: Role,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    kill: Arc<Notify>,
+) -> Resp {
     let path = req.uri().path().to_string();
-    let resp = match (req.method(), path.as_str()) {
-        (&Method::POST, "/v1/events") => ingest_events(state, req).await,
-        (&Method::POST, "/event/log") => ingest_eventlib(state, req).await,
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
-        (&Method::GET, "/v1/stats") => stats(state),
-        (&Method::GET, "/v1/plugins") => plugins(state),
-        (&Method::GET, "/v1/routes") => routes(state),
-        (_, "/v1/events" | "/event/log") => {
-            let mut r = error_response(StatusCode::METHOD_NOT_ALLOWED, &format!("{path} takes POST"));
-            r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
-            r
-        }
-        (m, _) => error_response(StatusCode::NOT_FOUND, &format!("no such endpoint: {m} {path}")),
+    let resp = match endpoint(&path) {
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            &format!("no such endpoint: {} {path}", req.method()),
+        ),
+        Some((scope, method)) => match check_scope(state, role, scope, &req) {
+            Some(refusal) => refusal,
+            None if req.method() != method => {
+                let mut r = error_response(StatusCode::METHOD_NOT_ALLOWED, &format!("{path} takes {method}"));
+                r.headers_mut().insert(
+                    ALLOW,
+                    HeaderValue::from_str(method.as_str()).expect("a method is a header value"),
+                );
+                r
+            }
+            None => serve_endpoint(state, &path, req, kill).await,
+        },
     };
     tracing::trace!(%peer, %path, status = resp.status().as_u16(), "request");
     resp
 }
 
+/// 404 on the wrong listener, 401 without the right token.
+fn check_scope(state: &AppState, role: Role, scope: Scope, req: &Request<Incoming>) -> Option<Resp> {
+    let path = req.uri().path();
+    let (token, label) = match (scope, role) {
+        (Scope::Probe, _) => return None,
+        (Scope::Ingest, Role::Admin) => {
+            return Some(error_response(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "{path} is served on the ingest listener ([server] listen), not on the admin listener"
+                ),
+            ))
+        }
+        (Scope::Admin, Role::Ingest) => {
+            return Some(error_response(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "{path} is served on the admin listener ([admin] listen), not on the ingest listener"
+                ),
+            ))
+        }
+        (Scope::Ingest, _) => (state.auth.ingest.as_ref(), SCOPE_INGEST),
+        (Scope::Admin, _) => (state.auth.admin.as_ref(), SCOPE_ADMIN),
+    };
+    match auth::check(req.headers(), token, label) {
+        Ok(()) => None,
+        Err(e) => {
+            state.stats.metrics.unauthorized(label);
+            tracing::debug!(path, scope = label, error = %e, "request refused");
+            let mut r = error_response(StatusCode::UNAUTHORIZED, &e.to_string());
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"switchyard\""),
+            );
+            Some(r)
+        }
+    }
+}
+
+async fn serve_endpoint(state: &AppState, path: &str, req: Request<Incoming>, kill: Arc<Notify>) -> Resp {
+    match path {
+        "/healthz" => return json_response(StatusCode::OK, &json!({"status": "ok"})),
+        "/readyz" => return admin::readyz(state),
+        "/metrics" => return admin::metrics(state, &req),
+        "/v1/stats" => return stats(state),
+        _ => {}
+    }
+    let Some(dispatcher) = state.dispatcher.get() else {
+        let mut r = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: plugins are being loaded; retry shortly (see /readyz)",
+        );
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    match path {
+        "/v1/events" => ingest_events(state, req).await,
+        "/event/log" => ingest_eventlib(state, req).await,
+        "/v1/plugins" => plugins(dispatcher),
+        "/v1/routes" => routes(dispatcher),
+        "/v1/stream" => admin::stream(state, &req, Some(kill)),
+        "/v1/reload" => reload(state).await,
+        "/v1/replay" => {
+            let wait = wants_wait(req.uri().query());
+            admin::replay(state, req, wait).await
+        }
+        other => error_response(StatusCode::NOT_FOUND, &format!("no such endpoint: {other}")),
+    }
+}
+
 /// Reads the whole body, refusing it with 413 past `max_body` (also for
 /// chunked bodies, while reading).
-async fn read_body(
+pub(crate) async fn read_body(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<(hyper::http::request::Parts, Bytes), IngestError> {
@@ -176,6 +314,12 @@ async fn ingest_eventlib(state: &AppState, req: Request<Incoming>) -> Resp {
 /// Queues the events (all or none); answers 202 with their ids, or with
 /// `wait`, 200 once every one of them has been handled.
 async fn accept(state: &AppState, events: Vec<Event>, wait: bool) -> Resp {
+    let Some(dispatcher) = state.dispatcher.get() else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: plugins are being loaded",
+        );
+    };
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     let mut replies = Vec::new();
     let jobs: Vec<Job> = events
@@ -190,10 +334,10 @@ async fn accept(state: &AppState, events: Vec<Event>, wait: bool) -> Resp {
             }
         })
         .collect();
-    match state.dispatcher.try_submit(jobs) {
+    match dispatcher.try_submit(jobs) {
         Ok(()) => {}
         Err(e @ SubmitError::Full { .. }) => {
-            Stats::add(&state.dispatcher.shared().stats.refused_queue_full, 1);
+            Stats::add(&state.stats.refused_queue_full, 1);
             let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
             r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
             return r;
@@ -224,37 +368,71 @@ async fn accept(state: &AppState, events: Vec<Event>, wait: bool) -> Resp {
 }
 
 fn stats(state: &AppState) -> Resp {
-    let d = &state.dispatcher;
-    let mut body = d.shared().stats.to_json();
-    body["queue"] = json!({"depth": d.depth(), "capacity": d.capacity()});
+    let mut body = state.stats.to_json();
+    if let Some(d) = state.dispatcher.get() {
+        body["queue"] = json!({"depth": d.depth(), "capacity": d.capacity()});
+    }
     json_response(StatusCode::OK, &body)
 }
 
-fn plugins(state: &AppState) -> Resp {
-    let snap = state.dispatcher.shared().snapshot.load();
-    let mut list: Vec<Value> = snap
-        .plugins
-        .values()
-        .map(|p| {
-            let l = p.limits();
-            json!({
-                "name": p.name, "file": p.path, "kind": p.kind, "size": p.size,
-                "limits": {
-                    "fuel": l.fuel, "memory": l.memory, "timeout_ms": l.timeout.as_millis() as u64,
-                    "max_emits": l.max_emits, "max_emit_bytes": l.max_emit_bytes,
-                },
-                "error": null,
-            })
+/// Each plugin file: the version serving (if any) and its last load error
+/// (if any; the previous version keeps serving).
+fn plugins(dispatcher: &Dispatcher) -> Resp {
+    let snap = dispatcher.shared().snapshot.load();
+    let mut names: Vec<&String> = snap.plugins.keys().chain(snap.plugin_errors.keys()).collect();
+    names.sort();
+    names.dedup();
+    let list: Vec<Value> = names
+        .into_iter()
+        .map(|name| {
+            let error = snap.plugin_errors.get(name);
+            match snap.plugins.get(name) {
+                Some(p) => {
+                    let l = p.limits();
+                    json!({
+                        "name": p.name, "file": p.path, "kind": p.kind, "size": p.size, "sha256": p.sha256,
+                        "loaded_at": humantime::format_rfc3339_millis(p.loaded_at).to_string(),
+                        "limits": {
+                            "fuel": l.fuel, "memory": l.memory, "timeout_ms": l.timeout.as_millis() as u64,
+                            "max_emits": l.max_emits, "max_emit_bytes": l.max_emit_bytes,
+                        },
+                        "error": error,
+                    })
+                }
+                None => json!({"name": name, "loaded_at": null, "error": error}),
+            }
         })
         .collect();
-    for (name, error) in &snap.plugin_errors {
-        list.push(json!({"name": name, "error": error}));
-    }
-    json_response(StatusCode::OK, &json!({ "plugins": list }))
+    let unavailable: Vec<Value> = snap
+        .router
+        .routes()
+        .iter()
+        .flat_map(|r| r.handlers.iter().map(move |h| (r, h)))
+        .filter(|(_, h)| !snap.plugins.contains_key(*h))
+        .map(|(r, h)| json!({"route": r.name, "plugin": h}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({ "plugins": list, "unavailable": unavailable }),
+    )
 }
 
-fn routes(state: &AppState) -> Resp {
-    let snap = state.dispatcher.shared().snapshot.load();
+async fn reload(state: &AppState) -> Resp {
+    match crate::daemon::request_reload(&state.reloads).await {
+        Ok(report) => {
+            let status = if report.ok() {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            json_response(status, &serde_json::to_value(&report).unwrap_or_default())
+        }
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
+    }
+}
+
+fn routes(dispatcher: &Dispatcher) -> Resp {
+    let snap = dispatcher.shared().snapshot.load();
     let list: Vec<Value> = snap
         .router
         .routes()

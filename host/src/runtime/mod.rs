@@ -1,6 +1,7 @@
 //! The WebAssembly sandbox: one engine (pooling allocator, fuel, epoch
 //! deadlines, bounded stack) and one linker, shared by every plugin.
 
+pub mod cache;
 pub mod failure;
 pub mod host;
 pub mod plugin;
@@ -13,7 +14,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, OptLevel, Poo
 
 pub use failure::{Failure, FailureKind};
 pub use host::{Emitted, Level, LogLine};
-pub use plugin::{Invocation, Plugin, PluginError, PluginKind};
+pub use plugin::{FileFacts, Invocation, Plugin, PluginError, PluginKind};
 
 use crate::config::MAX_PLUGIN_MEMORY;
 use host::HostState;
@@ -47,7 +48,8 @@ impl Runtime {
             .table_elements(100_000)
             .max_memory_size(MAX_PLUGIN_MEMORY as usize)
             .total_component_instances(0)
-            .linear_memory_keep_resident(64 << 10);
+            .linear_memory_keep_resident(64 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
             .consume_fuel(true)

@@ -65,13 +65,30 @@ pub enum PluginError {
     },
 }
 
+impl PluginError {
+    /// The plugin the error is about.
+    pub fn plugin(&self) -> &str {
+        match self {
+            PluginError::Read { name, .. }
+            | PluginError::Compile { name, .. }
+            | PluginError::Abi { name, .. }
+            | PluginError::Instantiate { name, .. } => name,
+        }
+    }
+}
+
 pub struct Plugin {
     pub name: String,
     pub path: PathBuf,
     pub kind: PluginKind,
     /// Size of the file, for listings.
     pub size: u64,
+    /// sha256 of the file's bytes: what a reload compares to reuse a plugin.
+    pub sha256: String,
+    pub loaded_at: std::time::SystemTime,
     pub settings: PluginSettings,
+    /// Kept so a settings-only change re-prepares without compiling.
+    module: Module,
     /// `settings.config` as the JSON text `switchyard_init` receives.
     config_json: String,
     pre: InstancePre<HostState>,
@@ -79,6 +96,13 @@ pub struct Plugin {
     needs_wasi: bool,
     has_initialize: bool,
     has_init: bool,
+}
+
+/// What is known about a plugin's file besides its compiled module.
+pub struct FileFacts<'a> {
+    pub path: &'a Path,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// The result of one invocation.
@@ -194,6 +218,7 @@ impl Plugin {
         Plugin::from_bytes(rt, name, path, &bytes, settings)
     }
 
+    /// Compiles and checks a plugin from its bytes (wasm or wat).
     pub fn from_bytes(
         rt: &Runtime,
         name: &str,
@@ -206,6 +231,23 @@ impl Plugin {
             path: path.into(),
             message: format!("{e:#}"),
         })?;
+        let file = FileFacts {
+            path,
+            size: bytes.len() as u64,
+            sha256: super::cache::sha256_hex(bytes),
+        };
+        Plugin::from_module(rt, name, file, module, settings)
+    }
+
+    /// Checks a compiled module against the ABI and prepares it to run.
+    pub fn from_module(
+        rt: &Runtime,
+        name: &str,
+        file: FileFacts<'_>,
+        module: Module,
+        settings: PluginSettings,
+    ) -> Result<Plugin, PluginError> {
+        let path = file.path;
         let (kind, needs_wasi) = check_abi(&module).map_err(|problems| PluginError::Abi {
             name: name.into(),
             path: path.into(),
@@ -222,12 +264,15 @@ impl Plugin {
             name: name.into(),
             path: path.into(),
             kind,
-            size: bytes.len() as u64,
+            size: file.size,
+            sha256: file.sha256,
+            loaded_at: std::time::SystemTime::now(),
             config_json: settings.config.to_string(),
             settings,
             needs_wasi,
             has_initialize: has(abi::EXPORT_INITIALIZE),
             has_init: has(abi::EXPORT_INIT),
+            module,
             pre,
         };
         // A trial instantiation catches what only shows at run time: an
@@ -238,6 +283,16 @@ impl Plugin {
             instantiate_error(wasmtime::Error::msg(f.to_string()))
         })?;
         Ok(plugin)
+    }
+
+    /// The same plugin with other settings, without compiling again.
+    pub fn with_settings(&self, rt: &Runtime, settings: PluginSettings) -> Result<Plugin, PluginError> {
+        let file = FileFacts {
+            path: &self.path,
+            size: self.size,
+            sha256: self.sha256.clone(),
+        };
+        Plugin::from_module(rt, &self.name, file, self.module.clone(), settings)
     }
 
     pub fn limits(&self) -> &Limits {

@@ -2,14 +2,20 @@
 //! the small [`Sink`] trait.
 
 mod file;
+pub mod http;
 mod stdout;
 
 use std::io;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 pub use file::NdjsonFile;
+pub use http::HttpSink;
 pub use stdout::Stdout;
 
 use crate::config::SinkConfig;
+use crate::dead_letter::DeadLetters;
+use crate::stats::Stats;
 
 /// A destination for routed events, shared by all workers.
 pub trait Sink: Send + Sync {
@@ -19,9 +25,70 @@ pub trait Sink: Send + Sync {
     fn flush(&self) -> io::Result<()>;
 }
 
-pub fn open(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
+/// What sinks that deliver in the background (webhooks) need from the
+/// daemon: where undeliverable events go, counters, a runtime to run on.
+#[derive(Clone)]
+pub struct SinkContext {
+    pub dead_letters: DeadLetters,
+    pub stats: Arc<Stats>,
+    pub runtime: tokio::runtime::Handle,
+    /// Every webhook sink opened, also those a reload replaced (they finish
+    /// delivering what they hold), so that shutdown can wait for all.
+    webhooks: Arc<Mutex<Vec<Weak<http::Inner>>>>,
+}
+
+impl SinkContext {
+    pub fn new(dead_letters: DeadLetters, stats: Arc<Stats>, runtime: tokio::runtime::Handle) -> SinkContext {
+        SinkContext {
+            dead_letters,
+            stats,
+            runtime,
+            webhooks: Arc::default(),
+        }
+    }
+
+    fn register_webhook(&self, inner: &Arc<http::Inner>) {
+        let mut all = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(inner));
+    }
+
+    /// At shutdown, once workers have stopped: lets every webhook sink
+    /// deliver for up to `grace`, dead-letters the rest, and waits
+    /// (blocking) until each delivery task has ended.
+    pub fn close(&self, grace: Duration) {
+        let all: Vec<Arc<http::Inner>> = self
+            .webhooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let deadline = tokio::time::Instant::now() + grace;
+        for w in &all {
+            w.close(deadline);
+        }
+        for w in &all {
+            // Past the deadline a task only writes dead letters; allow for that.
+            if !w.wait(grace + Duration::from_secs(30)) {
+                tracing::error!(
+                    sink = w.name(),
+                    "webhook delivery did not finish; undelivered events may be lost"
+                );
+            }
+        }
+    }
+}
+
+/// Opens a sink. `ctx` is needed by webhook sinks (the daemon has one; the
+/// offline commands have none and open no webhooks).
+pub fn open(name: &str, config: &SinkConfig, ctx: Option<&SinkContext>) -> io::Result<Box<dyn Sink>> {
     Ok(match config {
         SinkConfig::File { path } => Box::new(NdjsonFile::open(path)?),
         SinkConfig::Stdout => Box::new(Stdout),
+        SinkConfig::Http(c) => {
+            let ctx = ctx.ok_or_else(|| io::Error::other("an http sink runs only inside the daemon"))?;
+            Box::new(HttpSink::open(name, c, ctx)?)
+        }
     })
 }

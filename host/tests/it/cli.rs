@@ -61,7 +61,7 @@ handlers = ["broken"]
         "{err}"
     );
     assert!(
-        err.contains("route \"b\": handler \"broken\" did not load"),
+        err.contains("plugin \"broken\" is a handler of route(s) b: its events would go to dead letters as `unavailable`"),
         "{err}"
     );
 

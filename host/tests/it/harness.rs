@@ -52,6 +52,28 @@ impl TestDaemon {
         }
     }
 
+    /// Starts the daemon on a folder made earlier (e.g. to restart it).
+    pub async fn start_in(dir: TempDir) -> TestDaemon {
+        let config = Config::load(&dir.path().join("router.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let daemon = Daemon::start(config).await.unwrap();
+        TestDaemon {
+            addr: daemon.addr(),
+            dir,
+            daemon: Some(daemon),
+        }
+    }
+
+    /// The `[admin] listen` address, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.daemon.as_ref().and_then(|d| d.admin_addr())
+    }
+
+    /// Stops the daemon and hands back its folder.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown().await;
+        self.dir
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }

@@ -1,11 +1,18 @@
 //! Integration tests: the real daemon on a loopback port, real HTTP, real
 //! wasm modules (inline WAT), real files.
 
+mod access;
 mod cli;
+mod client_cli;
 mod conformance;
 mod failures;
 mod fixtures;
 mod harness;
 mod http_ingest;
+mod metrics;
+mod reload;
 mod routing;
 mod shutdown;
+mod stream;
+mod tail;
+mod webhook;

@@ -1,0 +1,337 @@
+//! `switchyard dead-letter list|replay`: reads the dead-letter log named in
+//! the config; replay sends the events back through the daemon
+//! (`POST /v1/replay` on its admin address, keeping their id, time and
+//! source) and marks each accepted line in a sidecar file (see
+//! [`super::marks`]) so that a second replay does not send it again.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::client::{self, Client};
+use super::marks::{Mark, Marks};
+use crate::config::Config;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print the dead letters (replayed ones are marked as such).
+    List {
+        #[command(flatten)]
+        filter: Filter,
+        /// One JSON object per dead letter, with `line`, `offset` and `replayed` added.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the dead-lettered events not replayed yet back to the daemon.
+    Replay {
+        #[command(flatten)]
+        filter: Filter,
+        /// The daemon's base URL [default: its admin (else server) address from the config].
+        #[arg(long)]
+        url: Option<String>,
+        /// Events per request.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch: u32,
+        /// Show what would be replayed; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Filter {
+    #[arg(long, default_value = "router.toml")]
+    pub config: PathBuf,
+    /// Only dead letters of this plugin.
+    #[arg(long)]
+    pub plugin: Option<String>,
+    /// Only this kind: a failure kind (trap, out_of_fuel, timeout, memory_limit,
+    /// stack_overflow, handler_error, bad_abi) or a reason (missing_keys,
+    /// hop_limit, unavailable, sink_error).
+    #[arg(long)]
+    pub kind: Option<String>,
+}
+
+/// One line of the dead-letter log.
+#[derive(Debug)]
+pub struct Letter {
+    /// 1-based line number.
+    pub line: usize,
+    pub mark: Mark,
+    pub value: Value,
+}
+
+/// Every complete line of the log (a line still being written is left
+/// out); lines that are not dead letters are reported and skipped.
+pub fn read_letters(path: &Path) -> anyhow::Result<Vec<Letter>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut out = Vec::new();
+    let mut offset = 0usize;
+    let mut number = 0usize;
+    while let Some(i) = bytes[offset..].iter().position(|b| *b == b'\n') {
+        number += 1;
+        let line = &bytes[offset..offset + i];
+        let here = offset as u64;
+        offset += i + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) if v.get("event").is_some_and(Value::is_object) => out.push(Letter {
+                line: number,
+                mark: Mark::of(here, line),
+                value: v,
+            }),
+            Ok(_) => eprintln!(
+                "{}:{number}: not a dead letter (no \"event\" object); skipped",
+                path.display()
+            ),
+            Err(e) => eprintln!("{}:{number}: not JSON ({e}); skipped", path.display()),
+        }
+    }
+    Ok(out)
+}
+
+impl Filter {
+    fn matches(&self, v: &Value) -> bool {
+        let field = |k: &str| v.get(k).and_then(Value::as_str);
+        self.plugin.as_deref().is_none_or(|p| field("plugin") == Some(p))
+            && self.kind.as_deref().is_none_or(|k| field("kind") == Some(k))
+    }
+
+    fn config(&self) -> anyhow::Result<Config> {
+        Config::load(&self.config).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::List { filter, json } => list(&filter, json),
+        Command::Replay {
+            filter,
+            url,
+            batch,
+            dry_run,
+        } => replay(&filter, url, batch as usize, dry_run),
+    }
+}
+
+fn list(filter: &Filter, as_json: bool) -> anyhow::Result<ExitCode> {
+    let config = filter.config()?;
+    let path = &config.dead_letter;
+    let marks = Marks::read(path)?;
+    let (mut shown, mut replayed) = (0, 0);
+    for l in read_letters(path)?.iter().filter(|l| filter.matches(&l.value)) {
+        let done = marks.contains(&l.mark);
+        shown += 1;
+        replayed += usize::from(done);
+        if as_json {
+            let mut v = l.value.clone();
+            v["line"] = json!(l.line);
+            v["offset"] = json!(l.mark.offset);
+            v["replayed"] = json!(done);
+            println!("{v}");
+        } else {
+            println!("{}", describe(l, done));
+        }
+    }
+    if !as_json {
+        eprintln!(
+            "{shown} dead letter(s) in {}: {} not replayed, {replayed} replayed",
+            path.display(),
+            shown - replayed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `line 3  2026-…Z  handler_error  plugin=x route=y  deals.DealClick 01J…  message`
+fn describe(l: &Letter, replayed: bool) -> String {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    let v = &l.value;
+    let e = &v["event"];
+    let mut who = Vec::new();
+    for k in ["plugin", "sink", "route"] {
+        if let Some(x) = v.get(k).and_then(Value::as_str) {
+            who.push(format!("{k}={x}"));
+        }
+    }
+    format!(
+        "line {}\t{}\t{}\t{}\t{} {}\t{}{}",
+        l.line,
+        s(v, "time"),
+        s(v, "kind"),
+        who.join(" "),
+        s(e, "name"),
+        s(e, "id"),
+        s(v, "message"),
+        if replayed { "\t[replayed]" } else { "" }
+    )
+}
+
+fn replay(filter: &Filter, url: Option<String>, batch: usize, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let config = filter.config()?;
+    let path = config.dead_letter.clone();
+    let url = url.unwrap_or_else(|| client::url_for(config.admin_listen.unwrap_or(config.server.listen)));
+    let token = config.auth.admin.as_ref().map(|t| t.expose().to_string());
+    let mut marks = if dry_run {
+        Marks::read(&path)?
+    } else {
+        Marks::lock(&path)?
+    };
+    let pending: Vec<Letter> = read_letters(&path)?
+        .into_iter()
+        .filter(|l| filter.matches(&l.value) && !marks.contains(&l.mark))
+        .collect();
+    if pending.is_empty() {
+        eprintln!("nothing to replay in {} (with these filters)", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if dry_run {
+        for l in &pending {
+            println!("{}", describe(l, false));
+        }
+        eprintln!("{} dead letter(s) would be replayed to {url}", pending.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = Client::new(&url, token)?;
+    let rt = client::runtime()?;
+    let mut tally = Tally::default();
+    for chunk in pending.chunks(batch) {
+        let body: Vec<u8> = chunk
+            .iter()
+            .flat_map(|l| {
+                let mut line = l.value["event"].to_string().into_bytes();
+                line.push(b'\n');
+                line
+            })
+            .collect();
+        let answer = rt.block_on(send(&client, body))?;
+        if !answer.status.is_success() {
+            let first = chunk.first().map_or(0, |l| l.line);
+            eprintln!(
+                "error: {url} refused the batch from line {first}: {} {}",
+                answer.status,
+                answer.error()
+            );
+            tally.report(&path, marks.path());
+            return Ok(ExitCode::FAILURE);
+        }
+        let new: Vec<Mark> = chunk.iter().map(|l| l.mark).collect();
+        marks.add(&new).with_context(|| {
+            format!(
+                "the batch was replayed but could not be marked in {}; it would be replayed again",
+                marks.path().display()
+            )
+        })?;
+        tally.count(&answer.body, chunk.len());
+    }
+    tally.report(&path, marks.path());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Posts one batch, waiting for handling; retries while the queue is full.
+async fn send(client: &Client, body: Vec<u8>) -> anyhow::Result<client::Answer> {
+    let mut tries = 0;
+    loop {
+        let a = client
+            .json(
+                Method::POST,
+                "/v1/replay?wait=true",
+                Some("application/x-ndjson"),
+                body.clone(),
+            )
+            .await?;
+        if a.status == StatusCode::SERVICE_UNAVAILABLE && tries < 30 {
+            tries += 1;
+            let wait = a.retry_after.unwrap_or(Duration::from_secs(1));
+            eprintln!("the daemon is busy ({}); retrying in {wait:?}", a.error());
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        if a.status == StatusCode::PAYLOAD_TOO_LARGE {
+            bail!("{}; use a smaller --batch", a.error());
+        }
+        return Ok(a);
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    events: usize,
+    failed_again: usize,
+}
+
+impl Tally {
+    /// Counts replayed events whose handlers failed again (they have new
+    /// dead letters).
+    fn count(&mut self, answer: &Value, n: usize) {
+        self.events += n;
+        for e in answer["events"].as_array().into_iter().flatten() {
+            let failed = e["handlers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|h| h["outcome"] != "ok");
+            self.failed_again += usize::from(failed);
+        }
+    }
+
+    fn report(&self, path: &Path, marks: &Path) {
+        eprintln!(
+            "replayed {} dead letter(s) from {}: {} handled, {} failed again (new dead letters); marked in {}",
+            self.events,
+            path.display(),
+            self.events - self.failed_again,
+            self.failed_again,
+            marks.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_complete_lines_with_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dl.ndjson");
+        let a = r#"{"event":{"id":"1","name":"a.A"},"kind":"trap","plugin":"p"}"#;
+        let b = r#"{"event":{"id":"2","name":"a.B"},"kind":"timeout","plugin":"q"}"#;
+        std::fs::write(&p, format!("{a}\nnot json\n{b}\n{{\"event\":{{\"id\":\"3\"")).unwrap();
+        let letters = read_letters(&p).unwrap();
+        assert_eq!(
+            letters.len(),
+            2,
+            "the bad line and the unfinished last line are left out"
+        );
+        assert_eq!((letters[0].line, letters[0].mark.offset), (1, 0));
+        assert_eq!(letters[1].line, 3);
+        assert_eq!(
+            letters[1].mark,
+            Mark::of((a.len() + 1 + "not json\n".len()) as u64, b.as_bytes())
+        );
+        let f = Filter {
+            config: "x".into(),
+            plugin: Some("q".into()),
+            kind: None,
+        };
+        assert!(!f.matches(&letters[0].value) && f.matches(&letters[1].value));
+        let f = Filter {
+            config: "x".into(),
+            plugin: None,
+            kind: Some("trap".into()),
+        };
+        assert!(f.matches(&letters[0].value) && !f.matches(&letters[1].value));
+        assert!(read_letters(&dir.path().join("none")).unwrap().is_empty());
+    }
+}

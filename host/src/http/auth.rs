@@ -1,0 +1,115 @@
+//! Optional bearer tokens: one for ingest, one for admin. The tokens come
+//! from an environment variable or a file named in router.toml (see
+//! `config::ops`), never from the file itself, and are compared in constant
+//! time so that response timing does not reveal how much of a guess was
+//! right.
+
+use std::fmt;
+use std::sync::Arc;
+
+use hyper::header::{HeaderMap, AUTHORIZATION};
+use subtle::ConstantTimeEq;
+
+/// A bearer token. `Debug` never prints it.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl Token {
+    pub fn new(secret: &str) -> Token {
+        Token(secret.into())
+    }
+
+    /// The token, for clients that send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time in the token's content; only its length can show.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0.as_bytes().ct_eq(presented).into()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Token) -> bool {
+        self.matches(other.0.as_bytes())
+    }
+}
+
+/// Why a request was refused; the message says what to send.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "missing bearer token: this endpoint needs the {scope} token as `Authorization: Bearer <token>`"
+    )]
+    Missing { scope: &'static str },
+    #[error("malformed Authorization header: expected `Bearer <token>`")]
+    Malformed,
+    #[error("wrong bearer token for {scope}")]
+    Wrong { scope: &'static str },
+}
+
+/// Checks the `Authorization` header against `expected`; `None` lets
+/// everyone in.
+pub fn check(headers: &HeaderMap, expected: Option<&Token>, scope: &'static str) -> Result<(), AuthError> {
+    let Some(token) = expected else {
+        return Ok(());
+    };
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Err(AuthError::Missing { scope });
+    };
+    let value = value.as_bytes();
+    // The scheme is case-insensitive (RFC 7235); the token is not.
+    let presented = match value.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => value[7..].trim_ascii(),
+        _ => return Err(AuthError::Malformed),
+    };
+    if token.matches(presented) {
+        Ok(())
+    } else {
+        Err(AuthError::Wrong { scope })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn with(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(auth).unwrap());
+        h
+    }
+
+    #[test]
+    fn checks() {
+        let t = Token::new("s3cret");
+        assert_eq!(check(&HeaderMap::new(), None, "ingest"), Ok(()));
+        assert_eq!(check(&with("Bearer s3cret"), Some(&t), "ingest"), Ok(()));
+        assert_eq!(check(&with("bearer s3cret"), Some(&t), "ingest"), Ok(()));
+        assert_eq!(
+            check(&HeaderMap::new(), Some(&t), "ingest"),
+            Err(AuthError::Missing { scope: "ingest" })
+        );
+        assert_eq!(
+            check(&with("Bearer s3cre"), Some(&t), "admin"),
+            Err(AuthError::Wrong { scope: "admin" })
+        );
+        assert_eq!(
+            check(&with("Bearer S3CRET"), Some(&t), "admin"),
+            Err(AuthError::Wrong { scope: "admin" })
+        );
+        assert_eq!(
+            check(&with("Basic czNjcmV0"), Some(&t), "admin"),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+    }
+}

@@ -1,0 +1,283 @@
+//! Loading and reloading: reads the config, compiles every plugin and opens
+//! every sink into a complete [`Snapshot`], off the hot path, reusing what
+//! has not changed. A reload swaps the new snapshot in whole; events already
+//! running finish on the old one. If the config is invalid the old snapshot
+//! keeps serving; if one plugin fails, its previous version keeps serving.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::dispatch::{Shared, Snapshot};
+use crate::registry;
+use crate::router::Router;
+use crate::runtime::cache::{self, CompileCache, Origin};
+use crate::runtime::{FileFacts, Plugin, Runtime};
+use crate::sinks::{self, Sink};
+
+/// A plugin file changed this recently may still be being written: it is
+/// loaded only once it is this old, or known complete (closed or renamed in).
+pub const SETTLE: Duration = Duration::from_millis(300);
+
+/// What one load did, for logs, counters and `POST /v1/reload`.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct LoadReport {
+    /// Every config error, one per line; the old snapshot kept serving.
+    pub config_errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Plugins loaded or replaced by a new version.
+    pub loaded: Vec<String>,
+    /// Plugins whose file is gone.
+    pub unloaded: Vec<String>,
+    /// Plugins that failed to load (their previous version, if any, serves on).
+    pub failed: BTreeMap<String, String>,
+    /// Changed files left for a later load because they may still be written.
+    pub deferred: Vec<String>,
+    pub compiled: usize,
+    pub from_cache: usize,
+    pub reused: usize,
+    /// Whether a new snapshot was swapped in.
+    pub swapped: bool,
+}
+
+impl LoadReport {
+    pub fn ok(&self) -> bool {
+        self.config_errors.is_empty() && self.failed.is_empty()
+    }
+}
+
+pub struct Loader {
+    rt: Arc<Runtime>,
+    config_path: PathBuf,
+    /// One load at a time: reloads from the watcher, SIGHUP and the API queue up.
+    serial: Mutex<()>,
+    /// For sinks that deliver in the background (webhooks).
+    sink_context: Option<sinks::SinkContext>,
+}
+
+impl Loader {
+    pub fn new(rt: Arc<Runtime>, config_path: &Path) -> Loader {
+        Loader {
+            rt,
+            config_path: config_path.to_path_buf(),
+            serial: Mutex::new(()),
+            sink_context: None,
+        }
+    }
+
+    /// Lets the snapshots built open webhook sinks.
+    pub fn with_sink_context(mut self, ctx: sinks::SinkContext) -> Loader {
+        self.sink_context = Some(ctx);
+        self
+    }
+
+    /// Builds a snapshot from `config`, reusing unchanged plugins and sinks
+    /// of `previous`. `settled` are files known to be completely written;
+    /// `None` takes every file as it is (at start, nothing is being swapped).
+    pub fn build(
+        &self,
+        config: Config,
+        previous: Option<&Snapshot>,
+        settled: Option<&BTreeSet<PathBuf>>,
+    ) -> anyhow::Result<(Snapshot, LoadReport)> {
+        let mut report = LoadReport {
+            warnings: config.warnings.to_string().lines().map(str::to_string).collect(),
+            ..LoadReport::default()
+        };
+        let files = registry::plugin_files(&config.plugins_dir)
+            .with_context(|| format!("cannot list plugins in {}", config.plugins_dir.display()))?;
+        let cache = CompileCache::new(&config.state_dir.join("compiled"));
+        let mut plugins = BTreeMap::new();
+        let mut plugin_errors = BTreeMap::new();
+        for (name, path) in &files {
+            let old = previous.and_then(|p| p.plugins.get(name));
+            match self.plugin(&config, &cache, name, path, old, settled, &mut report) {
+                Ok(Some(p)) => {
+                    plugins.insert(name.clone(), p);
+                }
+                Ok(None) => {
+                    // Deferred: the serving version and its last error stand.
+                    if let Some(old) = old {
+                        plugins.insert(name.clone(), old.clone());
+                    }
+                    if let Some(e) = previous.and_then(|p| p.plugin_errors.get(name)) {
+                        report.failed.insert(name.clone(), e.clone());
+                        plugin_errors.insert(name.clone(), e.clone());
+                    }
+                }
+                Err(e) => {
+                    report.failed.insert(name.clone(), e.clone());
+                    plugin_errors.insert(name.clone(), e);
+                    if let Some(old) = old {
+                        plugins.insert(name.clone(), old.clone());
+                    }
+                }
+            }
+        }
+        if let Some(prev) = previous {
+            report.unloaded = prev
+                .plugins
+                .keys()
+                .filter(|n| !files.contains_key(*n))
+                .cloned()
+                .collect();
+        }
+        let mut open: BTreeMap<String, Arc<dyn Sink>> = BTreeMap::new();
+        for (name, sink) in &config.sinks {
+            let reuse = previous
+                .filter(|p| p.config.sinks.get(name) == Some(sink))
+                .and_then(|p| p.sinks.get(name));
+            let s = match reuse {
+                Some(s) => s.clone(),
+                None => Arc::from(
+                    sinks::open(name, sink, self.sink_context.as_ref())
+                        .with_context(|| format!("sink {name:?}"))?,
+                ),
+            };
+            open.insert(name.clone(), s);
+        }
+        let snapshot = Snapshot {
+            router: Router::new(config.routes.clone()),
+            config: Arc::new(config),
+            plugins,
+            plugin_errors,
+            sinks: open,
+        };
+        Ok((snapshot, report))
+    }
+
+    /// The new version of one plugin; `Ok(None)` keeps the old one as is.
+    #[allow(clippy::too_many_arguments)]
+    fn plugin(
+        &self,
+        config: &Config,
+        cache: &CompileCache,
+        name: &str,
+        path: &Path,
+        old: Option<&Arc<Plugin>>,
+        settled: Option<&BTreeSet<PathBuf>>,
+        report: &mut LoadReport,
+    ) -> Result<Option<Arc<Plugin>>, String> {
+        let settings = config.settings_for(name);
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("plugin {name:?} ({}): cannot read: {e}", path.display()))?;
+        let sha256 = cache::sha256_hex(&bytes);
+        if let Some(old) = old.filter(|o| o.sha256 == sha256 && o.path == path) {
+            report.reused += 1;
+            if old.settings == settings {
+                return Ok(Some(old.clone()));
+            }
+            return old
+                .with_settings(&self.rt, settings)
+                .map(|p| Some(Arc::new(p)))
+                .map_err(|e| e.to_string());
+        }
+        let complete = settled.is_none_or(|s| s.contains(&std::fs::canonicalize(path).unwrap_or_default()));
+        if !complete && recently_modified(path) {
+            report.deferred.push(name.to_string());
+            return Ok(None);
+        }
+        let (module, origin) = cache
+            .module(self.rt.engine(), &bytes, &sha256)
+            .map_err(|e| format!("plugin {name:?} ({}): does not compile: {e:#}", path.display()))?;
+        match origin {
+            Origin::Cached => report.from_cache += 1,
+            Origin::Compiled | Origin::Recompiled => report.compiled += 1,
+        }
+        let facts = FileFacts {
+            path,
+            size: bytes.len() as u64,
+            sha256,
+        };
+        let plugin =
+            Plugin::from_module(&self.rt, name, facts, module, settings).map_err(|e| e.to_string())?;
+        report.loaded.push(name.to_string());
+        Ok(Some(Arc::new(plugin)))
+    }
+
+    /// Reads the config file and the plugins again and swaps the result in.
+    pub fn reload(&self, shared: &Shared, settled: &BTreeSet<PathBuf>) -> LoadReport {
+        let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = shared.snapshot.load_full();
+        let config = match Config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(errors) => {
+                let report = LoadReport {
+                    config_errors: errors.to_string().lines().map(str::to_string).collect(),
+                    ..LoadReport::default()
+                };
+                for e in &report.config_errors {
+                    tracing::error!(error = %e, "config not reloaded; the previous one keeps serving");
+                }
+                return report;
+            }
+        };
+        warn_restart_only(&previous.config, &config);
+        match self.build(config, Some(&previous), Some(settled)) {
+            Ok((snapshot, mut report)) => {
+                shared.snapshot.store(Arc::new(snapshot));
+                report.swapped = true;
+                log_report(&report);
+                report
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "reload failed; the previous config and plugins keep serving");
+                LoadReport {
+                    config_errors: vec![format!("{e:#}")],
+                    ..LoadReport::default()
+                }
+            }
+        }
+    }
+}
+
+fn recently_modified(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age < SETTLE)
+}
+
+/// Settings read once at start; a reload cannot apply a change to them.
+fn warn_restart_only(old: &Config, new: &Config) {
+    let s = (&old.server, &new.server);
+    if s.0.listen != s.1.listen
+        || s.0.workers != s.1.workers
+        || s.0.queue != s.1.queue
+        || s.0.max_body != s.1.max_body
+    {
+        tracing::warn!("[server] changed: it takes effect at the next restart");
+    }
+    if old.dead_letter != new.dead_letter {
+        tracing::warn!("[dead_letter] path changed: it takes effect at the next restart");
+    }
+}
+
+pub fn log_report(report: &LoadReport) {
+    for w in &report.warnings {
+        tracing::warn!(warning = %w, "config");
+    }
+    for (name, e) in &report.failed {
+        tracing::error!(plugin = %name, error = %e, "plugin not loaded; its previous version, if any, keeps serving");
+    }
+    for name in &report.loaded {
+        tracing::info!(plugin = %name, "plugin loaded");
+    }
+    for name in &report.unloaded {
+        tracing::info!(plugin = %name, "plugin unloaded: its file is gone");
+    }
+    for name in &report.deferred {
+        tracing::info!(plugin = %name, "plugin file changed moments ago; loading it once it settles");
+    }
+    tracing::info!(
+        compiled = report.compiled,
+        from_cache = report.from_cache,
+        reused = report.reused,
+        "plugins ready"
+    );
+}

@@ -1,0 +1,122 @@
+//! Writes checkpoints on a thread of their own. Each write costs two
+//! fsyncs, which take tens of milliseconds on a busy disk; the reading
+//! thread must keep looking at files meanwhile (a file rotated away before
+//! it is opened cannot be read). Only the newest checkpoint matters: one
+//! waiting to be written is replaced by a newer one.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::checkpoint::{Checkpoint, Store};
+use crate::dispatch::Shared;
+use crate::stats::Stats;
+
+/// How long a failed write waits before it is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Slot {
+    next: Option<Checkpoint>,
+    closing: bool,
+}
+
+struct State {
+    slot: Mutex<Slot>,
+    cv: Condvar,
+}
+
+impl State {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Saver {
+    state: Arc<State>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Saver {
+    pub fn start(store: Store, shared: Arc<Shared>) -> std::io::Result<Saver> {
+        let state = Arc::new(State {
+            slot: Mutex::new(Slot::default()),
+            cv: Condvar::new(),
+        });
+        let s = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("tail-checkpoint".into())
+            .spawn(move || run(&s, &store, &shared))?;
+        Ok(Saver {
+            state,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `cp` to be written, replacing one not written yet.
+    pub fn save(&self, cp: Checkpoint) {
+        self.state.lock().next = Some(cp);
+        self.state.cv.notify_one();
+    }
+
+    /// Writes what is queued, then stops.
+    pub fn close(mut self) {
+        self.state.lock().closing = true;
+        self.state.cv.notify_one();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the checkpoint thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        self.state.lock().closing = true;
+        self.state.cv.notify_one();
+    }
+}
+
+fn run(state: &State, store: &Store, shared: &Shared) {
+    let mut failing = false;
+    let mut slot = state.lock();
+    loop {
+        if let Some(cp) = slot.next.take() {
+            drop(slot);
+            let result = store.save(&cp);
+            slot = state.lock();
+            match result {
+                Ok(()) => {
+                    if failing {
+                        failing = false;
+                        tracing::info!(checkpoint = %store.path().display(), "checkpoint written again");
+                    }
+                }
+                Err(e) => {
+                    Stats::add(&shared.stats.tail_checkpoint_errors, 1);
+                    if !failing {
+                        failing = true;
+                        tracing::error!(checkpoint = %store.path().display(), error = %e, "cannot write the checkpoint; lines are still handled, but after a restart they would be read again; retrying");
+                    }
+                    if slot.closing {
+                        return;
+                    }
+                    if slot.next.is_none() {
+                        slot.next = Some(cp);
+                    }
+                    slot = state
+                        .cv
+                        .wait_timeout(slot, RETRY)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+            continue;
+        }
+        if slot.closing {
+            return;
+        }
+        slot = state.cv.wait(slot).unwrap_or_else(|p| p.into_inner());
+    }
+}

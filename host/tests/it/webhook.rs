@@ -1,0 +1,240 @@
+//! The `http` (webhook) sink against a receiver on 127.0.0.1: retried with
+//! backoff until delivered, in order; dead-lettered when it never works.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+use crate::fixtures;
+use crate::harness::TestDaemon;
+use crate::metrics::{sample, scrape};
+
+#[derive(Default)]
+struct Seen {
+    requests: usize,
+    /// Bodies of the requests answered 2xx, in arrival order.
+    delivered: Vec<Vec<Value>>,
+    headers: Vec<hyper::HeaderMap>,
+}
+
+/// A webhook receiver: answers `fail` for the first `fail_first` requests
+/// (all of them if `None`), then 200.
+async fn receiver(fail: StatusCode, fail_first: Option<usize>) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let state = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let state = state.clone();
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let state = state.clone();
+                async move {
+                    let headers = req.headers().clone();
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let mut s = state.lock().unwrap();
+                    s.requests += 1;
+                    s.headers.push(headers);
+                    let failing = fail_first.is_none_or(|n| s.requests <= n);
+                    let mut resp = Response::new(Full::new(Bytes::from_static(b"")));
+                    if failing {
+                        *resp.status_mut() = fail;
+                        *resp.body_mut() = Full::new(Bytes::from_static(b"db down"));
+                    } else {
+                        s.delivered.push(serde_json::from_slice(&body).unwrap());
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    (addr, seen)
+}
+
+fn config(addr: SocketAddr, retries: u32) -> String {
+    format!(
+        r#"
+[[route]]
+name = "out"
+match = {{ name = "w.*" }}
+handlers = ["log"]
+sinks = ["hook"]
+
+[sink.hook]
+type = "http"
+url = "http://{addr}/ingest"
+batch = 4
+timeout = "2s"
+retries = {retries}
+backoff = "10ms"
+max_backoff = "40ms"
+headers = {{ "X-Test" = "yes" }}
+"#
+    )
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post_events(d: &TestDaemon, n: usize) -> Vec<String> {
+    let batch: Vec<Value> = (0..n)
+        .map(|i| json!({"name": "w.Event", "data": {"i": i}}))
+        .collect();
+    let r = d.post_json("/v1/events?wait=true", &Value::Array(batch)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_fails_at_first_gets_everything_in_order() {
+    let (addr, seen) = receiver(StatusCode::SERVICE_UNAVAILABLE, Some(3)).await;
+    let mut d = TestDaemon::start_with(&config(addr, 5), &[("log", fixtures::logger())], "workers = 1").await;
+    let ids = post_events(&d, 10).await;
+    wait_until("delivery", || {
+        seen.lock().unwrap().delivered.iter().map(Vec::len).sum::<usize>() >= ids.len()
+    })
+    .await;
+    {
+        let s = seen.lock().unwrap();
+        let delivered: Vec<&str> = s
+            .delivered
+            .iter()
+            .flatten()
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(delivered, ids, "every event once, in the order written");
+        assert!(
+            s.delivered.iter().all(|b| !b.is_empty() && b.len() <= 4),
+            "batches of at most 4"
+        );
+        assert_eq!(
+            s.requests,
+            s.delivered.len() + 3,
+            "the three failures were retried"
+        );
+        let h = &s.headers[0];
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["x-test"], "yes");
+        assert!(h["user-agent"].to_str().unwrap().starts_with("switchyard/"));
+        assert_eq!(s.delivered[0][0]["data"]["i"], 0);
+    }
+    // The delivery task counts a batch done just after the receiver answers.
+    let t = Instant::now();
+    while d.get("/v1/stats").await.body["sinks"]["hook"]["pending"] != 0 {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (m, _) = scrape(&d).await;
+    assert_eq!(
+        sample(&m, "switchyard_sink_writes_total", &[("sink", "hook")]),
+        10.0
+    );
+    assert_eq!(
+        sample(&m, "switchyard_sink_retries_total", &[("sink", "hook")]),
+        3.0
+    );
+    assert_eq!(
+        sample(&m, "switchyard_sink_errors_total", &[("sink", "hook")]),
+        0.0
+    );
+    assert_eq!(sample(&m, "switchyard_sink_pending", &[("sink", "hook")]), 0.0);
+    d.shutdown().await;
+    assert!(d.dead_letters().is_empty(), "{:?}", d.dead_letters());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_recovers_ends_in_dead_letters() {
+    let (addr, seen) = receiver(StatusCode::INTERNAL_SERVER_ERROR, None).await;
+    let mut d = TestDaemon::start_with(&config(addr, 2), &[("log", fixtures::logger())], "workers = 1").await;
+    let ids = post_events(&d, 7).await;
+    let mut stats = Value::Null;
+    let t = Instant::now();
+    while stats["sinks"]["hook"]["pending"] != 0 || stats["dead_letters"] != 7 {
+        assert!(t.elapsed() < Duration::from_secs(20), "{stats}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = d.get("/v1/stats").await.body;
+    }
+    let requests = seen.lock().unwrap().requests;
+    assert_eq!(requests % 3, 0, "each batch was tried 3 times: {requests}");
+    let batches = requests / 3;
+    assert!(
+        (2..=7).contains(&batches),
+        "7 events in batches of at most 4: {batches}"
+    );
+    assert!(seen.lock().unwrap().delivered.is_empty());
+    let (m, _) = scrape(&d).await;
+    assert_eq!(
+        sample(&m, "switchyard_sink_errors_total", &[("sink", "hook")]),
+        7.0
+    );
+    assert_eq!(
+        sample(&m, "switchyard_sink_retries_total", &[("sink", "hook")]),
+        (batches * 2) as f64
+    );
+    assert_eq!(
+        sample(&m, "switchyard_dead_letters_total", &[("kind", "sink_error")]),
+        7.0
+    );
+    d.shutdown().await;
+    let letters = d.dead_letters();
+    let mut dead: Vec<&str> = letters
+        .iter()
+        .map(|l| l["event"]["id"].as_str().unwrap())
+        .collect();
+    dead.sort();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(dead, want, "every event is in the dead-letter log");
+    for l in &letters {
+        assert_eq!(l["kind"], "sink_error");
+        assert_eq!(l["sink"], "hook");
+        assert_eq!(l["route"], Value::Null);
+        assert_eq!(
+            l["message"],
+            format!("webhook http://{addr}/ingest: HTTP 500 Internal Server Error: db down after 3 attempts")
+        );
+        assert_eq!(l["event"]["name"], "w.Event");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_receiver_is_not_retried() {
+    let (addr, seen) = receiver(StatusCode::BAD_REQUEST, None).await;
+    let mut d = TestDaemon::start_with(&config(addr, 5), &[("log", fixtures::logger())], "workers = 1").await;
+    post_events(&d, 3).await;
+    d.shutdown().await;
+    let letters = d.dead_letters();
+    assert_eq!(letters.len(), 3);
+    assert!(letters[0]["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("HTTP 400 Bad Request: db down (not retried: the receiver refused the batch)"));
+    let requests = seen.lock().unwrap().requests;
+    assert!(
+        (1..=3).contains(&requests),
+        "one request per batch, none retried: {requests}"
+    );
+}
