@@ -44,11 +44,18 @@ pub struct Snapshot {
 pub struct Job {
     pub event: Event,
     pub reply: Option<oneshot::Sender<EventReport>>,
+    /// Whether the report lists routes and handler outcomes; without, it
+    /// only says "done" (id and name), which costs nothing per handler.
+    pub detailed: bool,
 }
 
 impl Job {
     pub fn new(event: Event) -> Job {
-        Job { event, reply: None }
+        Job {
+            event,
+            reply: None,
+            detailed: false,
+        }
     }
 
     /// A job whose report arrives on the returned receiver once handled.
@@ -58,9 +65,18 @@ impl Job {
             Job {
                 event,
                 reply: Some(tx),
+                detailed: true,
             },
             rx,
         )
+    }
+
+    /// A job whose (bare) report arrives once it has been fully handled:
+    /// for producers that only need to know when (tail checkpoints).
+    pub fn with_ack(event: Event) -> (Job, oneshot::Receiver<EventReport>) {
+        let (mut job, rx) = Job::with_reply(event);
+        job.detailed = false;
+        (job, rx)
     }
 }
 
@@ -343,7 +359,7 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
         };
         let Some(job) = job else { break };
         let snapshot = shared.snapshot.load_full();
-        let report = handle_event(shared, &snapshot, &mut handles, job.event, job.reply.is_some());
+        let report = handle_event(shared, &snapshot, &mut handles, job.event, job.detailed);
         done.push(job.reply);
         reports.push(report);
         if rx.is_empty() || done.len() >= MAX_PENDING_REPLIES {
@@ -371,13 +387,14 @@ fn complete(
         Stats::add(&shared.stats.dead_letter_errors, 1);
         tracing::error!(path = %shared.dead_letters.path().display(), error = %e, "cannot flush dead letters");
     }
-    let n = done.len();
+    // The events are handled: they leave the queue before anyone is told,
+    // so a producer that reads the queue depth after its answer sees them gone.
+    shared.permits.add_permits(done.len());
     for (reply, report) in done.drain(..).zip(reports.drain(..)) {
         if let Some(reply) = reply {
             let _ = reply.send(report);
         }
     }
-    shared.permits.add_permits(n);
 }
 
 struct Cascade<'a> {
@@ -442,7 +459,7 @@ impl Cascade<'_> {
         for m in &matches {
             let route = m.route.name.as_str();
             self.handles.route(&stats.metrics, route).inc();
-            if is_root {
+            if is_root && self.detailed {
                 self.report.routes.push(route.to_string());
             }
             if !m.missing.is_empty() {

@@ -666,6 +666,22 @@ async fn a_clean_restart_reads_nothing_twice() {
     );
     assert_eq!(cp["files"][0]["state"], "active");
     t.start().await;
+    // The counters are exported (and start again from 0 in a new process).
+    let addr = t.daemon.as_ref().unwrap().addr();
+    let metrics = crate::harness::request(addr, "GET", "/metrics", &[], Vec::new())
+        .await
+        .body;
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains("switchyard_tail_lines_handled_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_tail_copytruncate_lost_bytes_total 0"),
+        "{metrics}"
+    );
+    t.stop().await;
+    t.start().await;
     append(&log, &lines(500..510));
     t.wait(20, "the new lines", |t| t.handled() >= 10).await;
     t.stop().await;

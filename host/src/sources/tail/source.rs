@@ -148,6 +148,7 @@ pub fn spawn(
         last_poll: Instant::now(),
         batch_max,
         chunk: vec![0; CHUNK],
+        parsed: Vec::new(),
         warned: HashSet::new(),
     };
     // Positioned before this returns: a line appended once the daemon has
@@ -298,6 +299,7 @@ struct Source {
     last_poll: Instant,
     batch_max: usize,
     chunk: Vec<u8>,
+    parsed: Vec<Parsed>,
     /// Paths whose open failed, logged once until it works.
     warned: HashSet<PathBuf>,
 }
@@ -470,8 +472,7 @@ impl Source {
         file: File,
         meta: &Metadata,
         head: Vec<u8>,
-        offset: u64,
-        mark: Option<LineMark>,
+        (offset, mark): (u64, Option<LineMark>),
         state: FileState,
     ) {
         let key = self.next_key;
@@ -515,8 +516,7 @@ impl Source {
                     file,
                     &meta,
                     head,
-                    rec.offset,
-                    rec.last_line(),
+                    (rec.offset, rec.last_line()),
                     FileState::Active,
                 );
             } else {
@@ -530,7 +530,7 @@ impl Source {
                     since_ms: Some(checkpoint::now_ms()),
                     ..rec
                 });
-                self.new_tailer(&path, file, &meta, head, 0, None, FileState::Active);
+                self.new_tailer(&path, file, &meta, head, (0, None), FileState::Active);
             }
             return;
         }
@@ -543,8 +543,7 @@ impl Source {
                     file,
                     &meta,
                     head,
-                    rec.offset,
-                    rec.last_line(),
+                    (rec.offset, rec.last_line()),
                     FileState::Rotated,
                 );
             }
@@ -576,7 +575,7 @@ impl Source {
                 continue;
             };
             let head = read_head(&file, meta.len()).unwrap_or_default();
-            if FileId::of(&meta).same_file(&id) && holds(&rec, &file, meta.len(), &head) {
+            if FileId::of(&meta).same_file(&id) && holds(rec, &file, meta.len(), &head) {
                 return Some((path, file, meta, head));
             }
         }
@@ -640,8 +639,7 @@ impl Source {
                         file,
                         &meta,
                         head,
-                        rec.offset,
-                        rec.last_line(),
+                        (rec.offset, rec.last_line()),
                         FileState::Rotated,
                     );
                     return true;
@@ -810,7 +808,7 @@ impl Source {
                 }
             }
         };
-        self.new_tailer(path, file, &meta, head, offset, mark, FileState::Active);
+        self.new_tailer(path, file, &meta, head, (offset, mark), FileState::Active);
     }
 
     /// Files next to followed ones, named like their rotations, changed
@@ -890,8 +888,7 @@ impl Source {
                     file,
                     &meta,
                     head,
-                    r.offset,
-                    r.last_line(),
+                    (r.offset, r.last_line()),
                     FileState::Rotated,
                 );
             }
@@ -903,7 +900,7 @@ impl Source {
         match self.relation(&file, meta.len(), &head) {
             Ok(Relation::Unrelated) => {
                 tracing::warn!(file = %path.display(), rotated_from = %origin.display(), "found a rotated file that was never followed (it came and went between two looks); reading it from the start");
-                self.new_tailer(origin, file, &meta, head, 0, None, FileState::Rotated);
+                self.new_tailer(origin, file, &meta, head, (0, None), FileState::Rotated);
             }
             Ok(Relation::CopyOfTruncated(i)) => {
                 let r = self.records.remove(i);
@@ -913,8 +910,7 @@ impl Source {
                     file,
                     &meta,
                     head,
-                    r.offset,
-                    r.last_line(),
+                    (r.offset, r.last_line()),
                     FileState::Rotated,
                 );
             }
@@ -1000,14 +996,18 @@ impl Source {
         };
         t.size = size;
         t.grew = Instant::now();
+        // Both buffers are kept from one read to the next.
         let chunk = std::mem::take(&mut self.chunk);
-        let parsed = self.parse(i, &chunk[..got]);
+        let mut parsed = std::mem::take(&mut self.parsed);
+        self.parse(i, &chunk[..got], &mut parsed);
         self.chunk = chunk;
-        self.submit_parsed(i, parsed)?;
+        let result = self.submit_parsed(i, parsed.drain(..));
+        self.parsed = parsed;
+        result?;
         Ok(got > 0)
     }
 
-    fn parse(&mut self, i: usize, chunk: &[u8]) -> Vec<Parsed> {
+    fn parse(&mut self, i: usize, chunk: &[u8], out: &mut Vec<Parsed>) {
         let max_line = self.max_line;
         let format = &self.cfg.format;
         let Tailer {
@@ -1017,7 +1017,7 @@ impl Source {
             last_line,
             ..
         } = &mut self.tailers[i];
-        let mut out = Vec::new();
+        let before = out.len();
         lines.feed(chunk, |item| {
             let end = item.end();
             match item {
@@ -1063,25 +1063,25 @@ impl Source {
                 }),
             }
         });
-        if let Some(p) = out.last() {
-            *last_line = p.mark;
+        if out.len() > before {
+            *last_line = out.last().and_then(|p| p.mark);
         }
-        out
     }
 
-    fn submit_parsed(&mut self, i: usize, parsed: Vec<Parsed>) -> Result<(), Halt> {
+    fn submit_parsed(&mut self, i: usize, parsed: impl ExactSizeIterator<Item = Parsed>) -> Result<(), Halt> {
         let key = self.tailers[i].key;
-        let mut rest = parsed.into_iter().peekable();
+        let mut rest = parsed.peekable();
         while rest.peek().is_some() {
-            let group: Vec<Parsed> = rest.by_ref().take(self.batch_max).collect();
-            let (end, end_line) = group.last().map(|p| (p.end, p.mark)).expect("not empty");
-            let mut jobs = Vec::with_capacity(group.len());
-            let mut replies = Vec::with_capacity(group.len());
+            let n = rest.len().min(self.batch_max);
+            let mut jobs = Vec::with_capacity(n);
+            let mut replies = Vec::with_capacity(n);
             let mut bad = Vec::new();
-            for p in group {
+            let (mut end, mut end_line) = (0, None);
+            for p in rest.by_ref().take(n) {
+                (end, end_line) = (p.end, p.mark);
                 match p.out {
                     Out::Event(ev) => {
-                        let (job, rx) = Job::with_reply(ev);
+                        let (job, rx) = Job::with_ack(ev);
                         jobs.push(job);
                         replies.push(rx);
                     }
