@@ -22,11 +22,21 @@ impl NdjsonFile {
             std::fs::create_dir_all(dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
         }
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+        // A process killed in the middle of a write (kill -9 stops a write
+        // between pages) leaves a torn last line: end it, so that the
+        // lines appended now do not continue it.
+        let len = file.metadata()?.len();
+        let mut last = [0u8];
+        if len > 0 && std::os::unix::fs::FileExt::read_at(&file, &mut last, len - 1)? == 1 && last[0] != b'\n'
+        {
+            file.write_all(b"\n")?;
+        }
         Ok(NdjsonFile {
             path: path.to_path_buf(),
             out: Mutex::new(BufWriter::with_capacity(64 << 10, file)),
@@ -46,6 +56,12 @@ impl NdjsonFile {
 impl Sink for NdjsonFile {
     fn write(&self, line: &[u8]) -> io::Result<()> {
         let mut out = self.lock();
+        // A line never straddles two writes to the file, so that a crash
+        // (kill -9) leaves whole lines only, and lines appended after a
+        // restart do not continue a torn one.
+        if out.capacity() - out.buffer().len() < line.len() + 1 {
+            out.flush()?;
+        }
         out.write_all(line)?;
         out.write_all(b"\n")
     }

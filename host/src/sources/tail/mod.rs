@@ -10,11 +10,14 @@
 //! - [`lines`]: complete lines out of bytes as they arrive; CRLF; over-long
 //!   lines skipped without holding them.
 //! - [`parse`]: a line to an event, per `format`.
-//! - [`checkpoint`]: per-source state file, replaced atomically and durably
-//!   (by a thread of its own, so that fsyncs never stall reading).
+//! - [`checkpoint`]: per-source state file, replaced atomically and durably.
 //! - [`watch`]: notify watcher and the source's wake-up doorbell.
-//! - [`source`]: the thread: finding files, reading, batching, backpressure,
-//!   rotation and truncation, checkpoints as events complete.
+//! - `source`: the thread, with [`spawn`] and [`TailHandle`]; its
+//!   `discover` part finds files (start-up, new files, renames, rotations
+//!   that came and went, copies), its `read` part reads lines, submits them
+//!   with backpressure, collects replies and handles truncation; checkpoints
+//!   advance as events complete.
+//! - `saver`: writes checkpoints on a thread of their own.
 
 pub mod checkpoint;
 pub mod identity;
