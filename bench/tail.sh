@@ -14,22 +14,14 @@
 # Then it checks the sink holds every line. One JSON line per run goes to
 # stdout and to bench/results/tail-<date>.ndjson.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
+bench_init
 lines="${1:-1000000}"
 runs="${2:-3}"
 format="${3:-json}"
 
 cargo build --release -q -p switchyard
-dir="$(mktemp -d)"
-pid=""
-trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$dir"' EXIT
-mkdir -p "$dir/plugins" "$dir/logs" bench/results
-cat >"$dir/plugins/trivial.wat" <<'WAT'
-(module
-  (memory (export "memory") 1)
-  (func (export "switchyard_alloc") (param i32) (result i32) (i32.const 1024))
-  (func (export "switchyard_handle") (param i32 i32) (result i32) (i32.const 0)))
-WAT
+mkdir -p "$dir/logs"
 if [ "$format" = json ]; then
     awk -v n="$lines" 'BEGIN { for (i = 0; i < n; i++) printf "{\"name\":\"bench.Line\",\"data\":{\"seq\":%d,\"user\":%d}}\n", i, i % 1000 }' >"$dir/logs/app.log"
     name_key=""
@@ -64,8 +56,7 @@ while True:
 n = total - n0
 print(json.dumps({"lines_per_second": round(n / (t1 - t0)), "cpu_us_per_line": round((c1 - c0) * 1e6 / n, 2), "seconds": round(t1 - t0, 3)}))
 PY
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-out="bench/results/tail-$(date -u +%Y%m%dT%H%M%SZ).ndjson"
+out="$(results_file tail)"
 
 run() { # case name, handlers (a TOML array)
     local name="$1" handlers="$2"
@@ -96,17 +87,14 @@ sinks = ["out"]
 type = "file"
 path = "out.ndjson"
 TOML
-    SWITCHYARD_LOG=warn target/release/switchyard run --config "$dir/router.toml" &
-    pid=$!
+    start_daemon
     local result
     result="$(python3 "$dir/watch.py" "$port" "$lines" "$pid")"
-    kill "$pid"
-    wait "$pid" || true
-    pid=""
+    stop_daemon
     local sunk
     sunk="$(wc -l <"$dir/out.ndjson")"
     [ "$sunk" -eq "$lines" ] || { echo "the sink has $sunk lines, expected $lines" >&2; exit 1; }
-    printf '{"case":"%s","format":"%s","lines":%s,"result":%s}\n' "$name" "$format" "$lines" "$result" | tee -a "$out"
+    printf '{"bench":"tail","case":"%s","format":"%s","lines":%s,"result":%s}\n' "$name" "$format" "$lines" "$result" | tee -a "$out"
 }
 
 for _ in $(seq "$runs"); do

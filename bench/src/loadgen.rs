@@ -36,6 +36,12 @@ struct Args {
     /// Client threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Requests per second over all connections (0: as fast as answered).
+    /// Requests go out on a fixed schedule and latency is measured from
+    /// when each was due, so a slow answer counts against the ones queued
+    /// behind it (no coordinated omission).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 struct ConnResult {
@@ -80,8 +86,18 @@ async fn connection(
         statuses: BTreeMap::new(),
     };
     let _ = start;
+    // With a rate, this connection's share of it, as the gap between sends.
+    let gap = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate));
+    let mut due = Instant::now();
     loop {
-        let now = Instant::now();
+        let now = match gap {
+            Some(gap) => {
+                due += gap;
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         if now >= stop_at {
             break;
         }
@@ -132,6 +148,7 @@ fn main() -> anyhow::Result<()> {
             "connections": args.connections,
             "batch": args.batch,
             "wait": args.wait,
+            "rate": args.rate,
             "seconds": args.seconds,
             "requests": requests,
             "requests_per_sec": (requests as f64 / args.seconds).round(),

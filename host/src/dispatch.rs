@@ -23,7 +23,7 @@ use crate::http::stream::{StreamConfig, StreamHub};
 use crate::log_limit::LogLimit;
 use crate::metrics::{Metrics, PluginMetrics, SinkMetrics};
 use crate::router::Router;
-use crate::runtime::{self, Emitted, Invocation, Level, Plugin};
+use crate::runtime::{self, Emitted, Invocation, Level, Plugin, Warm};
 use crate::sinks::Sink;
 use crate::stats::Stats;
 
@@ -339,6 +339,11 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
     let mut done: Vec<Option<oneshot::Sender<EventReport>>> = Vec::new();
     let mut reports: Vec<EventReport> = Vec::new();
     let mut handles = Handles::default();
+    // Instances kept for `instance = "reuse"` plugins, and the snapshot they
+    // were last checked against: after a reload, those of plugin versions
+    // no longer loaded are dropped.
+    let mut warm = Warm::default();
+    let mut seen: *const Snapshot = std::ptr::null();
     loop {
         // Never block with replies pending: another worker may have taken
         // the job that made the queue look non-empty, and a producer that
@@ -359,7 +364,17 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
         };
         let Some(job) = job else { break };
         let snapshot = shared.snapshot.load_full();
-        let report = handle_event(shared, &snapshot, &mut handles, job.event, job.detailed);
+        if !std::ptr::eq(seen, Arc::as_ptr(&snapshot)) {
+            seen = Arc::as_ptr(&snapshot);
+            warm.retain(|id| snapshot.plugins.values().any(|p| p.id() == id));
+        }
+        let report = handle_event(
+            shared,
+            &snapshot,
+            (&mut handles, &mut warm),
+            job.event,
+            job.detailed,
+        );
         done.push(job.reply);
         reports.push(report);
         if rx.is_empty() || done.len() >= MAX_PENDING_REPLIES {
@@ -401,6 +416,7 @@ struct Cascade<'a> {
     shared: &'a Shared,
     snapshot: &'a Snapshot,
     handles: &'a mut Handles,
+    warm: &'a mut Warm,
     report: EventReport,
     /// Whether anyone reads the report; if not, only counters are kept.
     detailed: bool,
@@ -410,7 +426,7 @@ struct Cascade<'a> {
 fn handle_event(
     shared: &Shared,
     snapshot: &Snapshot,
-    handles: &mut Handles,
+    (handles, warm): (&mut Handles, &mut Warm),
     root: Event,
     detailed: bool,
 ) -> EventReport {
@@ -418,6 +434,7 @@ fn handle_event(
         shared,
         snapshot,
         handles,
+        warm,
         report: EventReport {
             id: root.id.clone(),
             name: root.name.clone(),
@@ -478,7 +495,7 @@ impl Cascade<'_> {
                     self.dead_letter(event, route, Some(name), reason::UNAVAILABLE, &msg);
                     continue;
                 };
-                let inv = plugin.invoke(&json);
+                let inv = plugin.invoke_in(self.warm, &json);
                 let pm = self.handles.plugin(&stats.metrics, name);
                 pm.invocation(
                     inv.outcome.as_ref().map(|_| ()).map_err(|f| f.kind),

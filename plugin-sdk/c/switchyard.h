@@ -22,8 +22,9 @@
  *
  * Optionally define `int switchyard_on_init(const char *config, size_t len)`
  * to check the config once per instance (non-zero fails the invocation);
- * `switchyard_config()` returns it at any time. Each invocation runs in a
- * fresh instance: keep no state between events.
+ * `switchyard_config()` returns it at any time. An instance may serve many
+ * events (`instance = "reuse"`, the default) or one: rely on no state
+ * between events, and free what you allocate per event.
  *
  * Build (reactor model, so that `_initialize` runs libc's constructors; a
  * 1 MiB stack, as zig's default of 16 MiB is half the default memory cap):

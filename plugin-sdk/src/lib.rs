@@ -79,8 +79,9 @@
 //! - [`config`] / [`config_as`] read the plugin's `config` from router.toml.
 //! - A panic traps the invocation (kind `trap`); its message is logged first.
 //!
-//! Each invocation runs in a fresh instance: do not keep state in statics
-//! between events. The exports are generated only on `wasm32`; on other
+//! An instance may serve many events (`instance = "reuse"`, the default)
+//! or only one: do not rely on state in statics between events. The
+//! event and config buffers are freed after use. The exports are generated only on `wasm32`; on other
 //! targets [`testing::invoke`] runs a handler natively for unit tests.
 
 #[doc(hidden)]

@@ -37,6 +37,31 @@ pub struct Limits {
     pub max_emits: u32,
     /// Bytes of emitted JSON one invocation may produce.
     pub max_emit_bytes: u64,
+    /// Whether each invocation gets a new instance or a worker's kept one.
+    pub instance: Instance,
+}
+
+/// How a handler invocation gets its instance (`instance = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Instance {
+    /// Each worker keeps an instance per plugin and calls it again, with
+    /// fuel and deadline reset per call; any failure discards it, so the
+    /// next call starts from a fresh one. Globals and heap persist between
+    /// successful calls. Command plugins are always fresh.
+    #[default]
+    Reuse,
+    /// A new instance for every invocation: nothing survives a call.
+    Fresh,
+}
+
+impl Instance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Instance::Reuse => "reuse",
+            Instance::Fresh => "fresh",
+        }
+    }
 }
 
 impl Default for Limits {
@@ -47,6 +72,7 @@ impl Default for Limits {
             timeout: Duration::from_millis(250),
             max_emits: 100,
             max_emit_bytes: 1 << 20,
+            instance: Instance::default(),
         }
     }
 }
@@ -326,6 +352,20 @@ impl Validator<'_> {
                 0..(1 << 30) + 1,
                 base.max_emit_bytes,
             ),
+            instance: match raw.instance {
+                None => base.instance,
+                Some(v) => match v.get_ref().as_str() {
+                    "reuse" => Instance::Reuse,
+                    "fresh" => Instance::Fresh,
+                    other => {
+                        self.error(
+                            Some(v.span()),
+                            format!("{prefix}.instance: expected \"reuse\" or \"fresh\", got {other:?}"),
+                        );
+                        base.instance
+                    }
+                },
+            },
         }
     }
 

@@ -56,6 +56,7 @@ pub struct RawPlugins {
     pub timeout: Option<Spanned<String>>,
     pub max_emits: Option<Spanned<i64>>,
     pub max_emit_bytes: Option<Spanned<RawSize>>,
+    pub instance: Option<Spanned<String>>,
     /// Plugin log lines per second, per plugin (0: no limit).
     pub log_rate: Option<Spanned<i64>>,
     pub log_burst: Option<Spanned<i64>>,
@@ -69,6 +70,7 @@ pub struct RawPluginOverride {
     pub timeout: Option<Spanned<String>>,
     pub max_emits: Option<Spanned<i64>>,
     pub max_emit_bytes: Option<Spanned<RawSize>>,
+    pub instance: Option<Spanned<String>>,
     pub config: Option<toml::Table>,
 }
 
@@ -80,6 +82,7 @@ pub struct RawLimits<'a> {
     pub timeout: &'a Option<Spanned<String>>,
     pub max_emits: &'a Option<Spanned<i64>>,
     pub max_emit_bytes: &'a Option<Spanned<RawSize>>,
+    pub instance: &'a Option<Spanned<String>>,
 }
 
 impl RawPlugins {
@@ -90,6 +93,7 @@ impl RawPlugins {
             timeout: &self.timeout,
             max_emits: &self.max_emits,
             max_emit_bytes: &self.max_emit_bytes,
+            instance: &self.instance,
         }
     }
 }
@@ -102,6 +106,7 @@ impl RawPluginOverride {
             timeout: &self.timeout,
             max_emits: &self.max_emits,
             max_emit_bytes: &self.max_emit_bytes,
+            instance: &self.instance,
         }
     }
 }

@@ -34,9 +34,11 @@ dir = "wasm"
 fuel = 1_000
 memory = "1MiB"
 timeout = "100ms"
+instance = "fresh"
 
 [plugin.notify_friends]
 fuel = 50_000_000
+instance = "reuse"
 config = { channel = "email", retries = 3, at = 1979-05-27T07:32:00Z }
 
 [router]
@@ -75,6 +77,8 @@ type = "stdout"
     let nf = cfg.settings_for("notify_friends");
     assert_eq!(nf.limits.fuel, 50_000_000);
     assert_eq!(nf.limits.memory, 1 << 20, "inherits the [plugins] default");
+    assert_eq!(nf.limits.instance, Instance::Reuse);
+    assert_eq!(cfg.settings_for("audit").limits.instance, Instance::Fresh);
     assert_eq!(
         nf.config,
         serde_json::json!({"channel": "email", "retries": 3, "at": "1979-05-27T07:32:00Z"})
@@ -116,6 +120,7 @@ timeout = "soon"
 
 [plugin.notify_frends]
 fuel = 0
+instance = "pooled"
 
 [[route]]
 name = "clicks"
@@ -138,14 +143,15 @@ type = "kafka"
 router.toml:3:11: plugins.timeout: invalid duration "soon": expected number at 0 (write e.g. "250ms" or "2s")
 router.toml:5:1: plugin.notify_frends: no plugin named "notify_frends" in /etc/sy/plugins/dist (plugins: audit, count_clicks, notify_friends)
 router.toml:6:8: plugin.notify_frends.fuel: must be at least 1, got 0
-router.toml:10:18: route "clicks": match.name: invalid glob "deals.[": unclosed character class; missing ']'
-router.toml:10:39: route "clicks": match.version: invalid version range "~1.2": "~1.2" is not a comparison like ">=1.2" (operators <, <=, >, >=, =, !=; comma means and)
-router.toml:11:13: route "clicks": handlers: unknown plugin "notify_frends": no notify_frends.wasm or notify_frends.wat in /etc/sy/plugins/dist (plugins: audit, count_clicks, notify_friends); its events go to dead letters as `unavailable`
-router.toml:12:10: route "clicks": sinks: unknown sink "archiv" (sinks: archive)
-router.toml:15:8: route "clicks": duplicate route name (first defined at line 9, column 8)
-router.toml:16:27: route "clicks": match.data: "tier": a predicate is a value, { exists = true|false } or { one_of = [..] }
-router.toml:19:1: route "idle": has neither handlers nor sinks, so it would do nothing
-router.toml:23:8: sink.archive.type: unknown sink type "kafka" (known: "file", "stdout", "http")"#;
+router.toml:7:12: plugin.notify_frends.instance: expected "reuse" or "fresh", got "pooled"
+router.toml:11:18: route "clicks": match.name: invalid glob "deals.[": unclosed character class; missing ']'
+router.toml:11:39: route "clicks": match.version: invalid version range "~1.2": "~1.2" is not a comparison like ">=1.2" (operators <, <=, >, >=, =, !=; comma means and)
+router.toml:12:13: route "clicks": handlers: unknown plugin "notify_frends": no notify_frends.wasm or notify_frends.wat in /etc/sy/plugins/dist (plugins: audit, count_clicks, notify_friends); its events go to dead letters as `unavailable`
+router.toml:13:10: route "clicks": sinks: unknown sink "archiv" (sinks: archive)
+router.toml:16:8: route "clicks": duplicate route name (first defined at line 10, column 8)
+router.toml:17:27: route "clicks": match.data: "tier": a predicate is a value, { exists = true|false } or { one_of = [..] }
+router.toml:20:1: route "idle": has neither handlers nor sinks, so it would do nothing
+router.toml:24:8: sink.archive.type: unknown sink type "kafka" (known: "file", "stdout", "http")"#;
     assert_eq!(errors(src), expected);
 }
 

@@ -396,6 +396,7 @@ fn plugins(dispatcher: &Dispatcher) -> Resp {
                             "fuel": l.fuel, "memory": l.memory, "timeout_ms": l.timeout.as_millis() as u64,
                             "max_emits": l.max_emits, "max_emit_bytes": l.max_emit_bytes,
                         },
+                        "instance": p.instance_mode(),
                         "error": error,
                     })
                 }

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod failure;
 pub mod host;
+pub mod invoke;
 pub mod plugin;
 
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, OptLevel, Poo
 
 pub use failure::{Failure, FailureKind};
 pub use host::{Emitted, Level, LogLine};
-pub use plugin::{FileFacts, Invocation, Plugin, PluginError, PluginKind};
+pub use invoke::{Invocation, Warm};
+pub use plugin::{FileFacts, Plugin, PluginError, PluginKind};
 
 use crate::config::MAX_PLUGIN_MEMORY;
 use host::HostState;
@@ -34,9 +36,12 @@ pub struct Runtime {
 
 impl Runtime {
     /// `concurrency` is how many invocations may run at once (worker
-    /// threads); the instance pool is sized from it.
+    /// threads); the instance pool is sized from it: per worker one
+    /// instance running and the ones it keeps for reuse, plus a few for
+    /// trial instantiations at load.
     pub fn new(concurrency: usize) -> anyhow::Result<Arc<Runtime>> {
-        let slots = u32::try_from(concurrency)
+        let per_worker = invoke::WARM_PER_WORKER + 1;
+        let slots = u32::try_from(concurrency.saturating_mul(per_worker))
             .unwrap_or(u32::MAX / 2)
             .saturating_add(8);
         let mut pool = PoolingAllocationConfig::new();

@@ -1,21 +1,17 @@
-//! A plugin: compiled once (module + prepared instance), checked against
-//! ABI v1 at load, and invoked in a fresh store for every event.
+//! A plugin: compiled once (module + prepared instance) and checked against
+//! ABI v1 at load. Invocation is in `invoke.rs`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use switchyard_sdk::abi;
-use wasmtime::{ExternType, InstancePre, Memory, Module, Store, TypedFunc, ValType};
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime::{ExternType, InstancePre, Module, ValType};
 
-use super::failure::{self, BadAbi, Failure, HandlerError};
-use super::host::{Emitted, HostState, Level, LogLine};
+use super::failure;
+use super::host::HostState;
 use super::Runtime;
-use crate::config::{Limits, PluginSettings};
+use crate::config::{Instance, Limits, PluginSettings};
 
-/// Bytes of stdout and of stderr kept per invocation.
-const MAX_STDIO: usize = 1 << 20;
 const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -87,35 +83,28 @@ pub struct Plugin {
     pub sha256: String,
     pub loaded_at: std::time::SystemTime,
     pub settings: PluginSettings,
+    /// Unique per loaded version, so a worker never calls an instance of
+    /// an older version kept from before a reload.
+    id: u64,
     /// Kept so a settings-only change re-prepares without compiling.
     module: Module,
     /// `settings.config` as the JSON text `switchyard_init` receives.
-    config_json: String,
-    pre: InstancePre<HostState>,
-    /// Whether the module imports WASI; if not, no WASI context is built.
-    needs_wasi: bool,
-    has_initialize: bool,
-    has_init: bool,
+    pub(super) config_json: String,
+    pub(super) pre: InstancePre<HostState>,
+    /// Whether the module imports WASI; if not, no WASI context (and no
+    /// stdout/stderr capture) is built per instance.
+    pub(super) needs_wasi: bool,
+    pub(super) has_initialize: bool,
+    pub(super) has_init: bool,
 }
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What is known about a plugin's file besides its compiled module.
 pub struct FileFacts<'a> {
     pub path: &'a Path,
     pub size: u64,
     pub sha256: String,
-}
-
-/// The result of one invocation.
-#[derive(Debug)]
-pub struct Invocation {
-    pub outcome: Result<(), Failure>,
-    /// Events the guest emitted; always empty when the invocation failed.
-    pub emitted: Vec<Emitted>,
-    pub logs: Vec<LogLine>,
-    /// Log lines over the per-invocation cap, not kept.
-    pub dropped_logs: u64,
-    pub fuel_used: u64,
-    pub elapsed: Duration,
 }
 
 fn describe(ty: &ExternType) -> String {
@@ -261,6 +250,7 @@ impl Plugin {
         let pre = rt.linker.instantiate_pre(&module).map_err(instantiate_error)?;
         let has = |n: &str| module.exports().any(|e| e.name() == n);
         let plugin = Plugin {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
             path: path.into(),
             kind,
@@ -277,7 +267,7 @@ impl Plugin {
         };
         // A trial instantiation catches what only shows at run time: an
         // initial memory over the cap, a start function that traps.
-        let mut store = plugin.store(b"");
+        let (mut store, _) = plugin.new_store(b"");
         plugin.pre.instantiate(&mut store).map_err(|e| {
             let f = failure::classify(&e, &plugin.failure_context(&store));
             instantiate_error(wasmtime::Error::msg(f.to_string()))
@@ -299,184 +289,17 @@ impl Plugin {
         &self.settings.limits
     }
 
-    fn store(&self, stdin: &[u8]) -> Store<HostState> {
-        self.store_with_pipes(stdin, None)
+    /// A number no other plugin version loaded by this process has: what a
+    /// worker's kept instances are keyed by.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
-    fn store_with_pipes(
-        &self,
-        stdin: &[u8],
-        pipes: Option<(&MemoryOutputPipe, &MemoryOutputPipe)>,
-    ) -> Store<HostState> {
-        let wasi = self.needs_wasi.then(|| {
-            let mut b = WasiCtxBuilder::new();
-            b.arg(&self.name);
-            if let Some((out, err)) = pipes {
-                b.stdout(out.clone()).stderr(err.clone());
-            }
-            if self.kind == PluginKind::Command {
-                b.stdin(MemoryInputPipe::new(stdin.to_vec()))
-                    .env(abi::COMMAND_CONFIG_ENV, &self.config_json);
-            }
-            b.build_p1()
-        });
-        let limits = self.settings.limits;
-        let mut store = Store::new(self.pre.module().engine(), HostState::new(wasi, limits));
-        store.limiter(|s| &mut s.memory_cap);
-        store
-            .set_fuel(limits.fuel)
-            .expect("fuel is enabled on the engine");
-        store.set_epoch_deadline(Runtime::deadline_ticks(limits.timeout));
-        store
-    }
-
-    fn failure_context<'s>(&self, store: &'s Store<HostState>) -> failure::Context<'s> {
-        failure::Context {
-            memory_limit_hit: store.data().memory_cap.hit.as_deref(),
-            fuel: self.settings.limits.fuel,
-            timeout: self.settings.limits.timeout,
-        }
-    }
-
-    /// Runs the plugin on one event (its envelope as JSON) in a fresh store.
-    pub fn invoke(&self, event_json: &[u8]) -> Invocation {
-        let started = Instant::now();
-        let stdout = MemoryOutputPipe::new(MAX_STDIO);
-        let stderr = MemoryOutputPipe::new(MAX_STDIO);
-        let mut stdin = Vec::with_capacity(event_json.len() + 1);
-        if self.kind == PluginKind::Command {
-            stdin.extend_from_slice(event_json);
-            stdin.push(b'\n');
-        }
-        let mut store = self.store_with_pipes(&stdin, Some((&stdout, &stderr)));
-        let run = match self.kind {
-            PluginKind::Handler => self.run_handler(&mut store, event_json),
-            PluginKind::Command => self.run_command(&mut store, &stderr),
-        };
-        let outcome = run.map_err(|e| failure::classify(&e, &self.failure_context(&store)));
-        let fuel_used = self.settings.limits.fuel - store.get_fuel().unwrap_or(0);
-        drop(store.data_mut().wasi.take());
-        let mut state = store.into_data();
-        let out_lines = lines(&stdout.contents());
-        let err_lines = lines(&stderr.contents());
+    /// How invocations get their instance: command plugins are always fresh.
+    pub fn instance_mode(&self) -> Instance {
         match self.kind {
-            PluginKind::Handler => {
-                for line in out_lines {
-                    state.log(Level::Info, line);
-                }
-            }
-            PluginKind::Command => {
-                for line in out_lines {
-                    if line.trim_start().starts_with('{') {
-                        state.emit(line.as_bytes());
-                    } else {
-                        state.log(Level::Info, line);
-                    }
-                }
-            }
-        }
-        for line in err_lines {
-            state.log(Level::Warn, line);
-        }
-        Invocation {
-            emitted: if outcome.is_ok() { state.emits } else { Vec::new() },
-            outcome,
-            logs: state.logs,
-            dropped_logs: state.dropped_logs,
-            fuel_used,
-            elapsed: started.elapsed(),
+            PluginKind::Handler => self.settings.limits.instance,
+            PluginKind::Command => Instance::Fresh,
         }
     }
-
-    fn run_handler(&self, store: &mut Store<HostState>, event_json: &[u8]) -> wasmtime::Result<()> {
-        let instance = self.pre.instantiate(&mut *store)?;
-        if self.has_initialize {
-            instance
-                .get_typed_func::<(), ()>(&mut *store, abi::EXPORT_INITIALIZE)?
-                .call(&mut *store, ())?;
-        }
-        let memory = instance
-            .get_memory(&mut *store, abi::EXPORT_MEMORY)
-            .ok_or_else(|| BadAbi("no exported memory".into()))?;
-        let alloc = instance.get_typed_func::<i32, i32>(&mut *store, abi::EXPORT_ALLOC)?;
-        if self.has_init {
-            let init = instance.get_typed_func::<(i32, i32), i32>(&mut *store, abi::EXPORT_INIT)?;
-            let args = pass(store, &alloc, memory, self.config_json.as_bytes())?;
-            let rc = init.call(&mut *store, args)?;
-            if rc != abi::HANDLE_OK {
-                return Err(guest_failure(store, abi::EXPORT_INIT, rc));
-            }
-        }
-        let handle = instance.get_typed_func::<(i32, i32), i32>(&mut *store, abi::EXPORT_HANDLE)?;
-        let args = pass(store, &alloc, memory, event_json)?;
-        let rc = handle.call(&mut *store, args)?;
-        if rc != abi::HANDLE_OK {
-            return Err(guest_failure(store, abi::EXPORT_HANDLE, rc));
-        }
-        Ok(())
-    }
-
-    fn run_command(&self, store: &mut Store<HostState>, stderr: &MemoryOutputPipe) -> wasmtime::Result<()> {
-        let instance = self.pre.instantiate(&mut *store)?;
-        let start = instance.get_typed_func::<(), ()>(&mut *store, abi::EXPORT_START)?;
-        let Err(e) = start.call(&mut *store, ()) else {
-            return Ok(());
-        };
-        let Some(code) = e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0) else {
-            return Err(e);
-        };
-        if code == 0 {
-            return Ok(());
-        }
-        let why = match &store.data().fail_message {
-            Some(msg) => msg.clone(),
-            None => lines(&stderr.contents())
-                .pop()
-                .unwrap_or_else(|| "no message on stderr".into()),
-        };
-        Err(HandlerError(format!("exit code {code}: {why}")).into())
-    }
-}
-
-/// Copies `bytes` into a buffer from `switchyard_alloc`, checking what it returned.
-fn pass(
-    store: &mut Store<HostState>,
-    alloc: &TypedFunc<i32, i32>,
-    memory: Memory,
-    bytes: &[u8],
-) -> wasmtime::Result<(i32, i32)> {
-    let len = i32::try_from(bytes.len())
-        .map_err(|_| BadAbi(format!("input of {} bytes is too large", bytes.len())))?;
-    let ptr = alloc.call(&mut *store, len)?;
-    if ptr == 0 && len > 0 {
-        return Err(BadAbi(format!("{}({len}) returned 0", abi::EXPORT_ALLOC)).into());
-    }
-    memory
-        .write(&mut *store, ptr as u32 as usize, bytes)
-        .map_err(|_| {
-            BadAbi(format!(
-                "{}({len}) returned {:#x}, but {len} bytes there are outside linear memory ({} bytes)",
-                abi::EXPORT_ALLOC,
-                ptr as u32,
-                memory.data_size(&*store)
-            ))
-        })?;
-    Ok((ptr, len))
-}
-
-fn guest_failure(store: &Store<HostState>, export: &str, rc: i32) -> wasmtime::Error {
-    let msg = store
-        .data()
-        .fail_message
-        .clone()
-        .unwrap_or_else(|| format!("{export} returned {rc}"));
-    HandlerError(msg).into()
-}
-
-fn lines(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
 }

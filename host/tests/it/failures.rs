@@ -230,3 +230,52 @@ path = "seen.ndjson"
         "{msg}"
     );
 }
+
+/// With `instance = "reuse"` one instance serves event after event (its
+/// global counts them), and a trap discards it: the count starts again, so
+/// the trap recurs every third event and never carries over. With
+/// `instance = "fresh"` no call sees another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_instance_is_discarded_after_a_trap() {
+    for (mode, expected) in [
+        ("reuse", ["ok", "ok", "trap", "ok", "ok", "trap", "ok"]),
+        ("fresh", ["ok"; 7]),
+    ] {
+        let toml = format!(
+            r#"
+[plugin.count]
+instance = "{mode}"
+
+[[route]]
+name = "count"
+handlers = ["count"]
+"#
+        );
+        let plugins = [("count", fixtures::third_call_traps())];
+        let mut d = TestDaemon::start_with(&toml, &plugins, "workers = 1").await;
+        let mut outcomes = Vec::new();
+        for i in 0..expected.len() {
+            let r = d
+                .post_json(
+                    "/v1/events?wait=true",
+                    &json!({"name": "orders.Placed", "data": {"n": i}}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            outcomes.push(
+                r.body["events"][0]["handlers"][0]["outcome"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        assert_eq!(outcomes, expected, "instance = {mode:?}");
+        let listing = d.get("/v1/plugins").await.body;
+        assert_eq!(listing["plugins"][0]["instance"], mode);
+        assert_eq!(
+            d.dead_letters().len(),
+            expected.iter().filter(|o| **o == "trap").count()
+        );
+        d.shutdown().await;
+    }
+}

@@ -110,3 +110,16 @@ pub fn slow(iterations: u32) -> String {
         "",
     )
 }
+
+/// Counts its calls in a global and traps on every third call of one
+/// instance: with `instance = "reuse"` calls 3, 6, ... trap; with fresh
+/// instances it never reaches 3.
+pub fn third_call_traps() -> String {
+    handler(
+        "",
+        "(global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (if (i32.eq (global.get $calls) (i32.const 3)) (then unreachable))
+    (i32.const 0)",
+        "(global $calls (mut i32) (i32.const 0))",
+    )
+}
