@@ -16,16 +16,7 @@ bench_init
 secs="${1:-10}"
 
 cargo build --release -q -p switchyard -p switchyard-bench
-cat >"$dir/router.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-queue = 100000
-
-[plugins]
-dir = "plugins"
-
-[dead_letter]
-path = "dead.ndjson"
+write_config <<TOML
 
 [[route]]
 name = "all"

@@ -4,7 +4,8 @@
 # After `bench_init`: $dir is a temporary folder (removed on exit) with
 # plugins/trivial.wat in it, $port a free loopback port. `start_daemon`
 # runs target/release/switchyard on $dir/router.toml and waits until it
-# answers /healthz; its pid is $pid. `stop_daemon` ends it.
+# answers /healthz; its pid is $pid. `stop_daemon` ends it. `write_config`
+# writes the router.toml.
 
 bench_init() {
     cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,6 +41,26 @@ stop_daemon() {
         wait "$pid" 2>/dev/null || true
         pid=""
     fi
+}
+
+# Writes $dir/router.toml: the daemon's common settings (listen on $port,
+# a queue of 100,000, plugins from $dir/plugins), then what is on stdin.
+write_config() {
+    {
+        cat <<TOML
+[server]
+listen = "127.0.0.1:$port"
+queue = 100000
+
+[plugins]
+dir = "plugins"
+
+[dead_letter]
+path = "dead.ndjson"
+
+TOML
+        cat
+    } >"$dir/router.toml"
 }
 
 # The results file of a script: bench/results/<kind>-<UTC time>.ndjson.

@@ -5,8 +5,8 @@
 #
 #   bench/memory.sh [seconds-of-load]      (default 5)
 #
-# Needs the example plugins built (make plugins). Uses 9 plugins from
-# plugins/dist/ plus the trivial WAT handler. RSS is VmRSS from
+# Needs the example plugins built (make plugins). Uses 9 compiled plugins
+# from plugins/dist/ (Rust, C, Zig, AssemblyScript) plus the trivial WAT handler. RSS is VmRSS from
 # /proc/<pid>/status; under load it is the largest of samples taken every
 # 100 ms, and VmHWM (the peak) at the end. One JSON line per case goes to
 # stdout and to bench/results/memory-<date>.ndjson.
@@ -16,21 +16,13 @@ bench_init
 secs="${1:-5}"
 
 cargo build --release -q -p switchyard -p switchyard-bench
-for p in reshape enrich require_keys filter threshold redact audit record log_event; do
-    [ -f "plugins/dist/$p.wasm" ] || { echo "plugins/dist/$p.wasm is missing: run make plugins" >&2; exit 1; }
-    cp "plugins/dist/$p.wasm" "$dir/plugins/"
+for p in reshape.wasm enrich.wasm require_keys.wasm filter.wasm threshold.wasm redact.wasm audit.wasm \
+    conformance_rust.wasm conformance_zig.wasm; do
+    [ -f "plugins/dist/$p" ] || { echo "plugins/dist/$p is missing: run make plugins" >&2; exit 1; }
+    cp "plugins/dist/$p" "$dir/plugins/"
 done
 [ "$(ls "$dir/plugins" | wc -l)" -eq 10 ] || { echo "expected 10 plugins" >&2; exit 1; }
-cat >"$dir/router.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-queue = 100000
-
-[plugins]
-dir = "plugins"
-
-[dead_letter]
-path = "dead.ndjson"
+write_config <<TOML
 
 [[route]]
 name = "clicks"

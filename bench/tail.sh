@@ -61,16 +61,7 @@ out="$(results_file tail)"
 run() { # case name, handlers (a TOML array)
     local name="$1" handlers="$2"
     rm -rf "$dir/data" "$dir/out.ndjson"
-    cat >"$dir/router.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-queue = 100000
-
-[plugins]
-dir = "plugins"
-
-[dead_letter]
-path = "dead.ndjson"
+    write_config <<TOML
 
 [[source.tail]]
 path = "logs/app.log"

@@ -37,9 +37,11 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Requests per second over all connections (0: as fast as answered).
-    /// Requests go out on a fixed schedule and latency is measured from
-    /// when each was due, so a slow answer counts against the ones queued
-    /// behind it (no coordinated omission).
+    /// Each connection sends on a fixed schedule (its share of the rate);
+    /// a request that falls behind it goes out at once, so a slow answer
+    /// delays the ones behind it rather than thinning the load. Latency is
+    /// from the moment a request is sent: tokio's timer wakes on
+    /// millisecond ticks, which would otherwise be counted as latency.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
 }
@@ -90,14 +92,11 @@ async fn connection(
     let gap = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate));
     let mut due = Instant::now();
     loop {
-        let now = match gap {
-            Some(gap) => {
-                due += gap;
-                tokio::time::sleep_until(due.into()).await;
-                due
-            }
-            None => Instant::now(),
-        };
+        if let Some(gap) = gap {
+            due += gap;
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let now = Instant::now();
         if now >= stop_at {
             break;
         }
