@@ -1,6 +1,9 @@
 # Shared by the bench scripts (sourced, not run): a scratch folder, a free
 # loopback port, the trivial handler, and a daemon started and stopped.
 #
+# SWITCHYARD_BIN names another daemon binary to measure (to compare two
+# builds); the default is target/release/switchyard.
+#
 # After `bench_init`: $dir is a temporary folder (removed on exit) with
 # plugins/trivial.wat in it, $port a free loopback port. `start_daemon`
 # runs target/release/switchyard on $dir/router.toml and waits until it
@@ -23,7 +26,7 @@ WAT
 }
 
 start_daemon() {
-    SWITCHYARD_LOG=warn target/release/switchyard run --config "$dir/router.toml" &
+    SWITCHYARD_LOG=warn "${SWITCHYARD_BIN:-target/release/switchyard}" run --config "$dir/router.toml" &
     pid=$!
     local _
     for _ in $(seq 300); do

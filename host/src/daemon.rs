@@ -256,7 +256,14 @@ async fn load(
         reloads.clone(),
         shutdown.subscribe(),
     ));
-    tokio::spawn(reload_on_sighup(reloads.clone(), shutdown.subscribe()));
+    // Registered here, not in the task: a SIGHUP sent as soon as the daemon
+    // says it is listening must reload it, not end it (the default action).
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hup) => {
+            tokio::spawn(reload_on_sighup(hup, reloads.clone(), shutdown.subscribe()));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
+    }
     let config_file = shared.snapshot.load().config.file.clone();
     let watcher = match Watcher::start(&plugins_dir, &config_file, reloads.clone()) {
         Ok(w) => Some(w),
@@ -419,17 +426,10 @@ async fn reload_loop(
 }
 
 async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
     reloads: mpsc::UnboundedSender<ReloadRequest>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGHUP");
-            return;
-        }
-    };
     loop {
         tokio::select! {
             _ = hup.recv() => {

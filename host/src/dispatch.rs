@@ -44,8 +44,9 @@ pub struct Snapshot {
 pub struct Job {
     pub event: Event,
     pub reply: Option<oneshot::Sender<EventReport>>,
-    /// Whether the report lists routes and handler outcomes; without, it
-    /// only says "done" (id and name), which costs nothing per handler.
+    /// Whether the report lists the event, its routes and handler outcomes;
+    /// without, the report is empty: its arrival says "done", and building
+    /// it costs nothing.
     pub detailed: bool,
 }
 
@@ -335,14 +336,23 @@ impl Handles {
     }
 }
 
+/// What one worker keeps from one event to the next.
+#[derive(Default)]
+struct Local {
+    handles: Handles,
+    /// Instances kept for `instance = "reuse"` plugins.
+    warm: Warm,
+    /// The buffer each event's JSON is written into, kept so that its
+    /// allocation is reused.
+    json: Vec<u8>,
+}
+
 fn worker(shared: &Shared, rx: &Receiver<Job>) {
     let mut done: Vec<Option<oneshot::Sender<EventReport>>> = Vec::new();
     let mut reports: Vec<EventReport> = Vec::new();
-    let mut handles = Handles::default();
-    // Instances kept for `instance = "reuse"` plugins, and the snapshot they
-    // were last checked against: after a reload, those of plugin versions
-    // no longer loaded are dropped.
-    let mut warm = Warm::default();
+    let mut local = Local::default();
+    // The snapshot the kept instances were last checked against: after a
+    // reload, those of plugin versions no longer loaded are dropped.
     let mut seen: *const Snapshot = std::ptr::null();
     loop {
         // Never block with replies pending: another worker may have taken
@@ -366,15 +376,11 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
         let snapshot = shared.snapshot.load_full();
         if !std::ptr::eq(seen, Arc::as_ptr(&snapshot)) {
             seen = Arc::as_ptr(&snapshot);
-            warm.retain(|id| snapshot.plugins.values().any(|p| p.id() == id));
+            local
+                .warm
+                .retain(|id| snapshot.plugins.values().any(|p| p.id() == id));
         }
-        let report = handle_event(
-            shared,
-            &snapshot,
-            (&mut handles, &mut warm),
-            job.event,
-            job.detailed,
-        );
+        let report = handle_event(shared, &snapshot, &mut local, job.event, job.detailed);
         done.push(job.reply);
         reports.push(report);
         if rx.is_empty() || done.len() >= MAX_PENDING_REPLIES {
@@ -415,8 +421,7 @@ fn complete(
 struct Cascade<'a> {
     shared: &'a Shared,
     snapshot: &'a Snapshot,
-    handles: &'a mut Handles,
-    warm: &'a mut Warm,
+    local: &'a mut Local,
     report: EventReport,
     /// Whether anyone reads the report; if not, only counters are kept.
     detailed: bool,
@@ -426,18 +431,22 @@ struct Cascade<'a> {
 fn handle_event(
     shared: &Shared,
     snapshot: &Snapshot,
-    (handles, warm): (&mut Handles, &mut Warm),
+    local: &mut Local,
     root: Event,
     detailed: bool,
 ) -> EventReport {
     let mut c = Cascade {
         shared,
         snapshot,
-        handles,
-        warm,
+        local,
+        // A bare report is only ever waited on, never read: it costs nothing.
         report: EventReport {
-            id: root.id.clone(),
-            name: root.name.clone(),
+            id: if detailed { root.id.clone() } else { String::new() },
+            name: if detailed {
+                root.name.clone()
+            } else {
+                String::new()
+            },
             routes: Vec::new(),
             handlers: Vec::new(),
             emitted: Vec::new(),
@@ -469,13 +478,14 @@ impl Cascade<'_> {
             tracing::debug!(event = %event.id, name = %event.name, "no route matched");
             return Vec::new();
         }
-        let json = event.to_json();
+        let mut json = std::mem::take(&mut self.local.json);
+        event.write_json(&mut json);
         stream.publish(&event.name, &json);
         let mut children = Vec::new();
         let mut written: Vec<&str> = Vec::new();
         for m in &matches {
             let route = m.route.name.as_str();
-            self.handles.route(&stats.metrics, route).inc();
+            self.local.handles.route(&stats.metrics, route).inc();
             if is_root && self.detailed {
                 self.report.routes.push(route.to_string());
             }
@@ -495,8 +505,8 @@ impl Cascade<'_> {
                     self.dead_letter(event, route, Some(name), reason::UNAVAILABLE, &msg);
                     continue;
                 };
-                let inv = plugin.invoke_in(self.warm, &json);
-                let pm = self.handles.plugin(&stats.metrics, name);
+                let inv = plugin.invoke_in(&mut self.local.warm, &json);
+                let pm = self.local.handles.plugin(&stats.metrics, name);
                 pm.invocation(
                     inv.outcome.as_ref().map(|_| ()).map_err(|f| f.kind),
                     inv.elapsed.as_secs_f64(),
@@ -544,7 +554,7 @@ impl Cascade<'_> {
                     Some(s) => s.write(&json),
                     None => Err(std::io::Error::other("sink is not open")),
                 };
-                let sm = self.handles.sink(&stats.metrics, sink);
+                let sm = self.local.handles.sink(&stats.metrics, sink);
                 sm.writes.inc();
                 if let Err(e) = result {
                     sm.errors.inc();
@@ -554,6 +564,7 @@ impl Cascade<'_> {
                 }
             }
         }
+        self.local.json = json;
         children
     }
 

@@ -245,7 +245,16 @@ impl Event {
 
     /// The envelope as compact JSON, the form handlers and sinks receive.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an Event always serialises")
+        let mut out = Vec::with_capacity(256);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Replaces the contents of `out` with the event's JSON, reusing its
+    /// allocation.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.clear();
+        serde_json::to_writer(&mut *out, self).expect("an Event always serialises");
     }
 
     /// A field of `data` or `meta` by dotted path (`user.id`).

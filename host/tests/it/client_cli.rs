@@ -155,12 +155,21 @@ async fn send_posts_and_tail_prints_what_matches() {
     );
 }
 
+/// A port that is free now and stays free while the daemon restarts on it.
+/// It comes from below the kernel's ephemeral range (32768-60999 on Linux),
+/// where every socket bound to port 0 and every outgoing connection of the
+/// other tests gets its port, so none of them can take it in between (a
+/// port from port 0 could be reused at once as some client's local port).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + std::process::id() % 6_000 * 2;
+    loop {
+        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % 12_000).min(32_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A setup whose daemon listens on fixed ports, so that the commands find
