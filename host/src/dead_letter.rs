@@ -168,4 +168,9 @@ impl DeadLetters {
     pub fn flush(&self) -> io::Result<()> {
         self.file.flush()
     }
+
+    /// Flushes and fsyncs the log.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync()
+    }
 }

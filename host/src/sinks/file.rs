@@ -69,4 +69,10 @@ impl Sink for NdjsonFile {
     fn flush(&self) -> io::Result<()> {
         self.lock().flush()
     }
+
+    fn sync(&self) -> io::Result<()> {
+        let mut out = self.lock();
+        out.flush()?;
+        out.get_ref().sync_data()
+    }
 }

@@ -23,6 +23,11 @@ pub trait Sink: Send + Sync {
     fn write(&self, event_json: &[u8]) -> io::Result<()>;
     /// Pushes buffered lines to the operating system.
     fn flush(&self) -> io::Result<()>;
+    /// Makes what was flushed survive a power loss (fsync), for sinks
+    /// that can; called before a tail checkpoint is written.
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What sinks that deliver in the background (webhooks) need from the
