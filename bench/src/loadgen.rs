@@ -65,12 +65,7 @@ fn body(batch: usize) -> (Bytes, &'static str) {
     }
 }
 
-async fn connection(
-    args: Args,
-    start: Instant,
-    warm_until: Instant,
-    stop_at: Instant,
-) -> anyhow::Result<ConnResult> {
+async fn connection(args: Args, warm_until: Instant, stop_at: Instant) -> anyhow::Result<ConnResult> {
     let stream = tokio::net::TcpStream::connect(&args.addr)
         .await
         .with_context(|| format!("connect {}", args.addr))?;
@@ -87,7 +82,6 @@ async fn connection(
         latencies: Vec::new(),
         statuses: BTreeMap::new(),
     };
-    let _ = start;
     // With a rate, this connection's share of it, as the gap between sends.
     let gap = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate));
     let mut due = Instant::now();
@@ -127,7 +121,7 @@ fn main() -> anyhow::Result<()> {
         let warm_until = start + Duration::from_secs_f64(args.warmup);
         let stop_at = warm_until + Duration::from_secs_f64(args.seconds);
         let tasks: Vec<_> = (0..args.connections)
-            .map(|_| tokio::spawn(connection(args.clone(), start, warm_until, stop_at)))
+            .map(|_| tokio::spawn(connection(args.clone(), warm_until, stop_at)))
             .collect();
         let mut latencies = Vec::new();
         let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();

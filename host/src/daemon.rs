@@ -37,20 +37,13 @@ pub struct ReloadRequest {
 pub struct Daemon {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
-    dispatcher: Arc<Dispatcher>,
     /// Tells the HTTP accept loop and the reload loop to stop.
     shutdown: broadcast::Sender<()>,
     server: JoinHandle<()>,
     admin_server: Option<JoinHandle<()>>,
     state: Arc<AppState>,
-    /// Webhook sinks deliver in the background; shutdown waits for them.
-    sink_context: SinkContext,
-    reloader: JoinHandle<()>,
-    reloads: mpsc::UnboundedSender<ReloadRequest>,
-    /// Kept alive for as long as the daemon runs.
-    _watcher: Option<Watcher>,
-    /// `[[source.tail]]` threads; stopped before the dispatcher closes.
-    tails: Vec<TailHandle>,
+    /// What loading started: workers, reloads, watcher, sources.
+    core: Core,
 }
 
 /// A daemon whose listeners are bound and answering while its plugins are
@@ -166,16 +159,11 @@ impl Starting {
             Ok(core) => Ok(Daemon {
                 addr,
                 admin_addr,
-                dispatcher: core.dispatcher,
                 shutdown,
                 server,
                 admin_server,
                 state,
-                sink_context: core.sink_context,
-                reloader: core.reloader,
-                reloads: core.reloads,
-                _watcher: core.watcher,
-                tails: core.tails,
+                core,
             }),
             Err(e) => {
                 let _ = shutdown.send(());
@@ -192,10 +180,13 @@ impl Starting {
 /// What loading starts.
 struct Core {
     dispatcher: Arc<Dispatcher>,
+    /// Webhook sinks deliver in the background; shutdown waits for them.
     sink_context: SinkContext,
     reloader: JoinHandle<()>,
     reloads: mpsc::UnboundedSender<ReloadRequest>,
-    watcher: Option<Watcher>,
+    /// Kept alive for as long as the daemon runs.
+    _watcher: Option<Watcher>,
+    /// `[[source.tail]]` threads; stopped before the dispatcher closes.
     tails: Vec<TailHandle>,
 }
 
@@ -282,7 +273,7 @@ async fn load(
         sink_context,
         reloader,
         reloads,
-        watcher,
+        _watcher: watcher,
         tails,
     })
 }
@@ -311,12 +302,12 @@ impl Daemon {
     }
 
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
-        &self.dispatcher
+        &self.core.dispatcher
     }
 
     /// Reloads now and returns what happened.
     pub async fn reload(&self) -> anyhow::Result<LoadReport> {
-        request_reload(&self.reloads).await
+        request_reload(&self.core.reloads).await
     }
 
     /// Stops accepting, lets open requests finish, handles every queued
@@ -332,10 +323,15 @@ impl Daemon {
         if let Some(admin) = self.admin_server {
             admin.await.context("the admin HTTP server task panicked")?;
         }
-        self.reloader.await.context("the reload task panicked")?;
-        let dispatcher = self.dispatcher.clone();
-        let sinks = self.sink_context.clone();
-        let tails = self.tails;
+        let Core {
+            dispatcher,
+            sink_context: sinks,
+            reloader,
+            _watcher,
+            tails,
+            ..
+        } = self.core;
+        reloader.await.context("the reload task panicked")?;
         tokio::task::spawn_blocking(move || {
             // Sources first: they stop reading, wait for their events in
             // flight and write their last checkpoints while workers run.

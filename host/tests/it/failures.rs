@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use crate::fixtures;
 use crate::harness::TestDaemon;
 
-const ROUTES: &str = r#"
+const ROUTES: &str = concat!(
+    r#"
 [plugin.mem]
 memory = "1MiB"
 
@@ -21,16 +22,9 @@ timeout = "30ms"
 name = "everything"
 match = { name = "orders.*" }
 handlers = ["first", "trap", "fuel", "spin", "mem", "stack", "fail", "badptr", "last"]
-
-[[route]]
-name = "seen"
-match = { name = "seen.*" }
-sinks = ["seen"]
-
-[sink.seen]
-type = "file"
-path = "seen.ndjson"
-"#;
+"#,
+    seen_route!()
+);
 
 fn plugins() -> Vec<(&'static str, String)> {
     vec![
@@ -173,21 +167,15 @@ async fn failed_emits_are_discarded_and_unloadable_plugins_are_unavailable() {
         "(drop (call $emit (i32.const 0) (i32.const 21))) unreachable",
         "",
     );
-    let routes = r#"
+    let routes = concat!(
+        r#"
 [[route]]
 name = "r"
 match = { name = "orders.*" }
 handlers = ["ghost", "broken", "last"]
-
-[[route]]
-name = "seen"
-match = { name = "seen.*" }
-sinks = ["seen"]
-
-[sink.seen]
-type = "file"
-path = "seen.ndjson"
-"#;
+"#,
+        seen_route!()
+    );
     let plugins = [
         ("ghost", emit_then_trap),
         (

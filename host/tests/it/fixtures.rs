@@ -1,4 +1,22 @@
-//! Plugins as inline WAT, one per exact behaviour.
+//! Plugins as inline WAT, one per exact behaviour, and config pieces.
+
+/// Config: a route that writes every `seen.*` event (what the fixtures
+/// emit) to the sink file `seen.ndjson`. A macro so that `concat!` can
+/// join it to a test's own routes.
+macro_rules! seen_route {
+    () => {
+        r#"
+[[route]]
+name = "seen"
+match = { name = "seen.*" }
+sinks = ["seen"]
+
+[sink.seen]
+type = "file"
+path = "seen.ndjson"
+"#
+    };
+}
 
 /// A handler module with a bump allocator at 1024, the three imports, and
 /// `data` (constant strings below 1024) and `body` (of `switchyard_handle`).

@@ -42,14 +42,7 @@ impl TestDaemon {
     /// `plugins` may set `[plugins]` defaults only through `[plugin.X]`
     /// tables in `toml`; `server` adds lines to `[server]`.
     pub async fn start_with(toml: &str, plugins: &[(&str, String)], server: &str) -> TestDaemon {
-        let dir = write_setup(server, toml, plugins);
-        let config = Config::load(&dir.path().join("router.toml")).unwrap_or_else(|e| panic!("{e}"));
-        let daemon = Daemon::start(config).await.unwrap();
-        TestDaemon {
-            addr: daemon.addr(),
-            dir,
-            daemon: Some(daemon),
-        }
+        TestDaemon::start_in(write_setup(server, toml, plugins)).await
     }
 
     /// Starts the daemon on a folder made earlier (e.g. to restart it).
@@ -170,12 +163,35 @@ pub struct Binary {
     pub addr: SocketAddr,
     /// Every stderr line so far (the daemon's log).
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Collects `log`; joined once the daemon has exited, so that the log
+    /// is complete.
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The address in the daemon's "switchyard listening" line, in either log
+/// format.
+fn listening_addr(line: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v: Value = serde_json::from_str(line).ok()?;
+        if v["message"] != "switchyard listening" {
+            return None;
+        }
+        return v["addr"].as_str().map(str::to_string);
+    }
+    let rest = line.split("addr=").nth(1)?;
+    Some(rest.split_whitespace().next().unwrap_or("").to_string())
 }
 
 impl Binary {
     pub fn start(config: &Path) -> Binary {
+        Binary::start_with(config, &[])
+    }
+
+    /// With options before `run`, e.g. `--log-format json`.
+    pub fn start_with(config: &Path, global: &[&str]) -> Binary {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(global)
             .args(["run", "--config"])
             .arg(config)
             .env("SWITCHYARD_LOG", "info")
@@ -187,10 +203,10 @@ impl Binary {
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let lines = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("addr=").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = tx.send(addr);
                 }
                 lines.lock().unwrap().push(line);
             }
@@ -200,7 +216,12 @@ impl Binary {
             .expect("the daemon must log its listening address")
             .parse()
             .unwrap();
-        Binary { child, addr, log }
+        Binary {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
@@ -214,6 +235,9 @@ impl Binary {
         let t = std::time::Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.reader.take() {
+                    reader.join().expect("the log reader panicked");
+                }
                 return s;
             }
             assert!(

@@ -1,12 +1,14 @@
 //! Integration tests: the real daemon on a loopback port, real HTTP, real
 //! wasm modules (inline WAT), real files.
 
+#[macro_use]
+mod fixtures;
+
 mod access;
 mod cli;
 mod client_cli;
 mod conformance;
 mod failures;
-mod fixtures;
 mod harness;
 mod http_ingest;
 mod metrics;

@@ -2,14 +2,11 @@
 //! parser, with every counter exact; `/v1/stats` agrees; plugin log lines
 //! are rate-limited and counted, in JSON logs.
 
-use std::io::BufRead;
-use std::time::Duration;
-
 use prometheus_parse::{LineInfo, Scrape, Value as Prom};
 use serde_json::{json, Value};
 
 use crate::fixtures;
-use crate::harness::{request, write_setup, TestDaemon};
+use crate::harness::{request, write_setup, Binary, TestDaemon};
 
 /// Parses an exposition, insisting that every line is a comment, a sample or
 /// empty (the parser alone skips what it does not understand).
@@ -290,35 +287,8 @@ async fn plugin_logs_are_rate_limited_and_json() {
         .unwrap()
         .replace("[plugins]\n", "[plugins]\nlog_rate = 1\nlog_burst = 20\n");
     std::fs::write(&cfg, text).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&cfg)
-        .env("SWITCHYARD_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let v: Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-            if tx.send(v).is_err() {
-                return;
-            }
-        }
-    });
-    let mut logs = Vec::new();
-    let addr: std::net::SocketAddr = loop {
-        let v = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the daemon logs its address");
-        logs.push(v.clone());
-        if v["message"] == "switchyard listening" {
-            break v["addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
+    let mut daemon = Binary::start_with(&cfg, &["--log-format", "json"]);
+    let addr = daemon.addr;
     let events: Vec<Value> = (0..5)
         .map(|i| json!({"name": "a.Chat", "data": {"i": i}}))
         .collect();
@@ -338,12 +308,12 @@ async fn plugin_logs_are_rate_limited_and_json() {
         "switchyard_plugin_log_lines_dropped_total",
         &[("plugin", "chatty"), ("reason", "rate_limited")],
     );
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    logs.extend(rx.iter());
+    assert!(daemon.terminate().await.success());
+    let logs: Vec<Value> = daemon
+        .log_lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
     let lines: Vec<&Value> = logs
         .iter()
         .filter(|v| v["target"] == "plugin" && v["plugin"] == "chatty")

@@ -11,21 +11,15 @@ use serde_json::{json, Value};
 use crate::fixtures;
 use crate::harness::TestDaemon;
 
-const ROUTES: &str = r#"
+const ROUTES: &str = concat!(
+    r#"
 [[route]]
 name = "work"
 match = { name = "work.*" }
 handlers = ["ver"]
-
-[[route]]
-name = "seen"
-match = { name = "seen.*" }
-sinks = ["seen"]
-
-[sink.seen]
-type = "file"
-path = "seen.ndjson"
-"#;
+"#,
+    seen_route!()
+);
 
 /// Version `n` of the plugin `ver`: emits `seen.v<n>`.
 fn version(n: usize) -> String {

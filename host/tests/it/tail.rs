@@ -456,14 +456,24 @@ async fn copytruncate_while_stopped_reads_the_rest_from_the_copy() {
     assert_exactly_once(&t.counts(), 0..1800);
 }
 
+/// 30 identical header lines, over 2 KiB: more than a file fingerprint.
+fn header() -> String {
+    (0..30)
+        .map(|i| format!("{{\"name\":\"t.Header\",\"data\":{{\"n\":\"{i:060}\"}}}}\n"))
+        .collect()
+}
+
+/// How many header lines reached the sink.
+fn header_events(t: &Tail) -> usize {
+    t.out().iter().filter(|e| e["name"] == "t.Header").count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_inode_is_a_new_file() {
     let mut t = Tail::setup(FOLLOW_APP, "");
     let log = t.path("logs/app.log");
     // The same first 2 KiB in both generations: more than the fingerprint.
-    let header: String = (0..30)
-        .map(|i| format!("{{\"name\":\"t.Header\",\"data\":{{\"n\":\"{i:060}\"}}}}\n"))
-        .collect();
+    let header = header();
     assert!(header.len() > 2048);
     append(&log, &format!("{header}{}", lines(0..100)));
     let old = fs::metadata(&log).unwrap();
@@ -496,7 +506,7 @@ async fn a_reused_inode_is_a_new_file() {
     t.wait(20, "the new file", |t| t.counts().len() >= 400).await;
     t.stop().await;
     assert_exactly_once(&t.counts(), 0..400);
-    let headers = t.out().iter().filter(|e| e["name"] == "t.Header").count();
+    let headers = header_events(&t);
     assert_eq!(headers, 60, "both generations' headers, each once");
 }
 
@@ -509,9 +519,7 @@ start_at = "beginning"
 rotate_wait = "200ms"
 "#;
     let mut t = Tail::setup(tail, "");
-    let header: String = (0..30)
-        .map(|i| format!("{{\"name\":\"t.Header\",\"data\":{{\"n\":\"{i:060}\"}}}}\n"))
-        .collect();
+    let header = header();
     append(&t.path("logs/a.log"), &format!("{header}{}", lines(0..100)));
     append(&t.path("logs/b.log"), &format!("{header}{}", lines(100..300)));
     t.start().await;
@@ -528,7 +536,7 @@ rotate_wait = "200ms"
     t.wait(20, "every line", |t| t.counts().len() >= 500).await;
     t.stop().await;
     assert_exactly_once(&t.counts(), 0..500);
-    let headers = t.out().iter().filter(|e| e["name"] == "t.Header").count();
+    let headers = header_events(&t);
     assert_eq!(headers, 90, "three files' headers, each once");
 }
 

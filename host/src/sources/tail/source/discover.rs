@@ -143,6 +143,18 @@ impl Source {
     }
 
     /// The file `rec` names, wherever it is in its directory now.
+    /// Whether a file is being followed already.
+    fn followed(&self, id: &FileId) -> bool {
+        self.tailers.iter().any(|t| t.id.same_file(id))
+    }
+
+    /// The record of a file read to its end and closed, if any.
+    fn finished(&self, id: &FileId) -> Option<usize> {
+        self.records
+            .iter()
+            .position(|r| r.state == FileState::Done && r.id().same_file(id))
+    }
+
     fn find_by_id(&self, rec: &FileRecord) -> Option<(PathBuf, File, Metadata, Vec<u8>)> {
         let dir = rec
             .path
@@ -206,12 +218,7 @@ impl Source {
                 continue;
             };
             let id = FileId::of(&meta);
-            if self.tailers.iter().any(|t| t.id.same_file(&id))
-                || self
-                    .records
-                    .iter()
-                    .any(|r| r.state == FileState::Done && r.id().same_file(&id))
-            {
+            if self.followed(&id) || self.finished(&id).is_some() {
                 continue;
             }
             let head = read_head(&file, meta.len()).unwrap_or_default();
@@ -380,7 +387,7 @@ impl Source {
             }
         };
         let id = FileId::of(&meta);
-        if self.tailers.iter().any(|t| t.id.same_file(&id)) {
+        if self.followed(&id) {
             return; // renamed here between the stat and the open
         }
         let head = read_head(&file, meta.len()).unwrap_or_default();
@@ -450,7 +457,7 @@ impl Source {
                     continue;
                 }
                 let id = FileId::of(&meta);
-                if self.tailers.iter().any(|t| t.id.same_file(&id)) {
+                if self.followed(&id) {
                     continue;
                 }
                 found.push((mtime_ms(&meta), path, dir.join(base)));
@@ -473,15 +480,11 @@ impl Source {
             return false;
         };
         let id = FileId::of(&meta);
-        if self.tailers.iter().any(|t| t.id.same_file(&id)) {
+        if self.followed(&id) {
             return false;
         }
         let head = read_head(&file, meta.len()).unwrap_or_default();
-        if let Some(i) = self
-            .records
-            .iter()
-            .position(|r| r.state == FileState::Done && r.id().same_file(&id))
-        {
+        if let Some(i) = self.finished(&id) {
             let r = &self.records[i];
             if meta.len() > r.offset && holds(r, &file, meta.len(), &head) {
                 // Written to after we had finished it: read what was added.
