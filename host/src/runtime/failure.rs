@@ -81,6 +81,12 @@ pub struct BadAbi(pub String);
 #[error("{0}")]
 pub struct HandlerError(pub String);
 
+/// A host call would have waited past the invocation's deadline (issue 16):
+/// ends the run as `timeout`, whether it happened in wasm or in the host.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DeadlinePassed(pub String);
+
 /// What the run knew besides the error, to name the failure precisely.
 pub struct Context<'a> {
     /// Set by the memory limiter when a growth past the cap was refused.
@@ -96,6 +102,9 @@ pub fn classify(err: &wasmtime::Error, cx: &Context<'_>) -> Failure {
     }
     if let Some(e) = err.downcast_ref::<BadAbi>() {
         return Failure::new(FailureKind::BadAbi, e.0.clone());
+    }
+    if let Some(e) = err.downcast_ref::<DeadlinePassed>() {
+        return Failure::new(FailureKind::Timeout, e.0.clone());
     }
     if let Some(e) = err.downcast_ref::<HandlerError>() {
         return Failure::new(FailureKind::HandlerError, e.0.clone());

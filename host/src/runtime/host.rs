@@ -1,12 +1,14 @@
 //! What a guest can reach: the per-invocation host state and the
 //! `switchyard` imports. Every pointer and length from the guest is checked.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Map, Value};
 use switchyard_sdk::abi;
 use wasmtime::{Caller, Extern, ResourceLimiter};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use super::failure::BadAbi;
+use super::failure::{BadAbi, DeadlinePassed};
 use crate::config::Limits;
 use crate::envelope::{check_name, json_type};
 
@@ -96,12 +98,61 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
+/// The invocation's wall-clock deadline, as host calls see it.
+///
+/// Epoch interruption stops wasm code, but not a host call that waits, so
+/// every host function that can wait (WASI `poll_oneoff` today; KV or
+/// network calls later) asks this, the one place that knows the deadline,
+/// how long it may wait, and ends the run as `timeout` when the wait would
+/// outlast it (issue 16). Armed with the epoch deadline, per call.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    /// When the current call (or instantiation) must be over.
+    pub at: Instant,
+    /// The plugin's `timeout`, for messages.
+    pub timeout: Duration,
+}
+
+impl Deadline {
+    /// A deadline `timeout` from now.
+    pub fn starting_now(timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// Time left before the deadline (zero once it passed).
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether a host call may wait `wait`: `Ok` when it ends before the
+    /// deadline, else the error that ends the invocation as `timeout`
+    /// (at once: waiting out the rest would only hold the worker longer).
+    pub fn allow(&self, wait: Duration, what: &str) -> Result<(), DeadlinePassed> {
+        let left = self.remaining();
+        if wait <= left {
+            return Ok(());
+        }
+        Err(DeadlinePassed(format!(
+            "{what} would wait {wait:?}, past the deadline of {:?} ({left:?} left)",
+            self.timeout
+        )))
+    }
+}
+
 /// Everything one invocation's guest can touch through imports.
 pub struct HostState {
     /// WASI with nothing granted; absent when the module imports no WASI.
     pub wasi: Option<WasiP1Ctx>,
     pub memory_cap: MemoryCap,
     pub limits: Limits,
+    /// The current call's deadline; see [`Deadline`].
+    pub deadline: Deadline,
+    /// Origin of the guest's WASI monotonic clock, so that `poll_oneoff`
+    /// can turn an absolute monotonic time into a wait.
+    pub clock_origin: Instant,
     /// Accepted emits, routed only if the invocation succeeds.
     pub emits: Vec<Emitted>,
     pub emit_bytes: u64,
@@ -112,9 +163,11 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(wasi: Option<WasiP1Ctx>, limits: Limits) -> HostState {
+    pub fn new(wasi: Option<WasiP1Ctx>, limits: Limits, clock_origin: Instant) -> HostState {
         HostState {
             wasi,
+            deadline: Deadline::starting_now(limits.timeout),
+            clock_origin,
             memory_cap: MemoryCap {
                 cap: usize::try_from(limits.memory).unwrap_or(usize::MAX),
                 hit: None,
@@ -282,7 +335,7 @@ mod tests {
             max_emit_bytes: 60,
             ..Limits::default()
         };
-        let mut s = HostState::new(None, limits);
+        let mut s = HostState::new(None, limits, Instant::now());
         assert_eq!(s.emit(br#"{"name":"a.B","data":{"x":1}}"#), abi::emit::OK);
         assert_eq!(s.emit(b"not json"), abi::emit::MALFORMED);
         assert_eq!(s.emit(br#"[1]"#), abi::emit::MALFORMED);
@@ -306,7 +359,7 @@ mod tests {
 
     #[test]
     fn log_lines_are_capped() {
-        let mut s = HostState::new(None, Limits::default());
+        let mut s = HostState::new(None, Limits::default(), Instant::now());
         for i in 0..MAX_LOG_LINES + 5 {
             s.log(Level::Info, i.to_string());
         }

@@ -13,8 +13,9 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::failure::{self, BadAbi, Failure, HandlerError};
-use super::host::{Emitted, HostState, Level, LogLine};
+use super::host::{Deadline, Emitted, HostState, Level, LogLine};
 use super::plugin::{Plugin, PluginKind};
+use super::poll::GuestClock;
 use super::Runtime;
 use crate::config::Instance;
 
@@ -105,9 +106,13 @@ impl Plugin {
             err: MemoryOutputPipe::new(MAX_STDIO),
             read: (0, 0),
         });
+        let clock_origin = Instant::now();
         let wasi = stdio.as_ref().map(|io| {
             let mut b = WasiCtxBuilder::new();
-            b.arg(&self.name).stdout(io.out.clone()).stderr(io.err.clone());
+            b.arg(&self.name)
+                .stdout(io.out.clone())
+                .stderr(io.err.clone())
+                .monotonic_clock(GuestClock(clock_origin));
             if self.kind == PluginKind::Command {
                 b.stdin(MemoryInputPipe::new(stdin.to_vec()))
                     .env(abi::COMMAND_CONFIG_ENV, &self.config_json);
@@ -115,12 +120,10 @@ impl Plugin {
             b.build_p1()
         });
         let limits = self.settings.limits;
-        let mut store = Store::new(self.pre.module().engine(), HostState::new(wasi, limits));
+        let state = HostState::new(wasi, limits, clock_origin);
+        let mut store = Store::new(self.pre.module().engine(), state);
         store.limiter(|s| &mut s.memory_cap);
-        store
-            .set_fuel(limits.fuel)
-            .expect("fuel is enabled on the engine");
-        store.set_epoch_deadline(Runtime::deadline_ticks(limits.timeout));
+        arm(&mut store, &limits);
         (store, stdio)
     }
 
@@ -176,14 +179,7 @@ impl Plugin {
                 }
             }
         };
-        let limits = self.settings.limits;
-        ready
-            .store
-            .set_fuel(limits.fuel)
-            .expect("fuel is enabled on the engine");
-        ready
-            .store
-            .set_epoch_deadline(Runtime::deadline_ticks(limits.timeout));
+        arm(&mut ready.store, &self.settings.limits);
         let run = call(&mut ready.store, &ready.exports, event_json);
         let inv = self.finish(started, &mut ready.store, ready.stdio.as_mut(), run);
         if inv.outcome.is_ok() && self.worth_keeping(&ready) {
@@ -289,6 +285,17 @@ impl Plugin {
             elapsed: started.elapsed(),
         }
     }
+}
+
+/// Gives a store a full fuel budget and a fresh deadline, both for wasm
+/// (the epoch) and for host calls that may wait ([`Deadline`]): before an
+/// instantiation and before every call of a kept instance.
+fn arm(store: &mut Store<HostState>, limits: &crate::config::Limits) {
+    store
+        .set_fuel(limits.fuel)
+        .expect("fuel is enabled on the engine");
+    store.set_epoch_deadline(Runtime::deadline_ticks(limits.timeout));
+    store.data_mut().deadline = Deadline::starting_now(limits.timeout);
 }
 
 /// The exports a handler call needs, looked up once per instance.

@@ -6,6 +6,7 @@ pub mod failure;
 pub mod host;
 pub mod invoke;
 pub mod plugin;
+pub mod poll;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +74,9 @@ impl Runtime {
         })
         .map_err(anyhow::Error::from)
         .context("cannot link WASI")?;
+        poll::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link the deadline-bounded poll_oneoff")?;
         host::add_imports(&mut linker)
             .map_err(anyhow::Error::from)
             .context("cannot link the switchyard imports")?;

@@ -266,13 +266,29 @@ impl Plugin {
             pre,
         };
         // A trial instantiation catches what only shows at run time: an
-        // initial memory over the cap, a start function that traps.
+        // initial memory over the cap, a start function or `_initialize`
+        // that traps, loops or sleeps. Both run under the plugin's deadline
+        // (fuel and epoch in wasm, `Deadline` in host calls: issue 16), so a
+        // start function that sleeps fails the load as `timeout` instead of
+        // holding start-up or a reload.
         let (mut store, _) = plugin.new_store(b"");
-        plugin.pre.instantiate(&mut store).map_err(|e| {
+        plugin.trial(&mut store).map_err(|e| {
             let f = failure::classify(&e, &plugin.failure_context(&store));
             instantiate_error(wasmtime::Error::msg(f.to_string()))
         })?;
         Ok(plugin)
+    }
+
+    /// Instantiates (running the start function) and, for a handler, runs
+    /// `_initialize`: what every instance does before its first event.
+    fn trial(&self, store: &mut wasmtime::Store<HostState>) -> wasmtime::Result<()> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        if self.kind == PluginKind::Handler && self.has_initialize {
+            instance
+                .get_typed_func::<(), ()>(&mut *store, abi::EXPORT_INITIALIZE)?
+                .call(&mut *store, ())?;
+        }
+        Ok(())
     }
 
     /// The same plugin with other settings, without compiling again.

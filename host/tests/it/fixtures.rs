@@ -141,3 +141,39 @@ pub fn third_call_traps() -> String {
         "(global $calls (mut i32) (i32.const 0))",
     )
 }
+
+/// A handler that sleeps `ns` nanoseconds in WASI `poll_oneoff` (a relative
+/// monotonic clock subscription, what `std::thread::sleep` compiles to),
+/// `times` times in a row, then succeeds. `start` and `initialize` say
+/// whether the start function and `_initialize` sleep the same way.
+pub fn sleeper(ns: u64, times: u32, start: bool, initialize: bool) -> String {
+    let start = if start { "(start $once)" } else { "" };
+    let initialize = if initialize {
+        r#"(func (export "_initialize") (call $once))"#
+    } else {
+        ""
+    };
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $sleep (param $ns i64) (param $clock i32) (param $flags i32)
+    (i32.store8 (i32.const 264) (i32.const 0))
+    (i32.store (i32.const 272) (local.get $clock))
+    (i64.store (i32.const 280) (local.get $ns))
+    (i32.store16 (i32.const 296) (local.get $flags))
+    (if (call $poll (i32.const 256) (i32.const 320) (i32.const 1) (i32.const 360))
+      (then unreachable)))
+  (func $once (call $sleep (i64.const {ns}) (i32.const 1) (i32.const 0)))
+  {start}
+  {initialize}
+  (func (export "switchyard_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "switchyard_handle") (param i32 i32) (result i32) (local $i i32)
+    (block $done (loop $again
+      (br_if $done (i32.ge_u (local.get $i) (i32.const {times})))
+      (call $once)
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $again)))
+    (i32.const 0)))"#
+    )
+}

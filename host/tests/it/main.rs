@@ -5,6 +5,7 @@
 mod fixtures;
 
 mod access;
+mod bounds;
 mod cli;
 mod client_cli;
 mod conformance;
