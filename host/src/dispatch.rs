@@ -425,9 +425,18 @@ struct Cascade<'a> {
     report: EventReport,
     /// Whether anyone reads the report; if not, only counters are kept.
     detailed: bool,
+    /// Events this root event has caused so far (emitted and routed), at
+    /// most `[router] max_cascade`: what bounds the work list below.
+    caused: u32,
+    /// Whether the budget-spent warning was logged for this root.
+    warned: bool,
 }
 
 /// Routes one event and, breadth first, every event its handlers emit.
+///
+/// The work list only ever holds events within the root's cascade budget
+/// (`[router] max_cascade`, issue 16): a self-routed fan-out costs at most
+/// that many events in memory and invocations, whatever the tree's size.
 fn handle_event(
     shared: &Shared,
     snapshot: &Snapshot,
@@ -452,6 +461,8 @@ fn handle_event(
             emitted: Vec::new(),
         },
         detailed,
+        caused: 0,
+        warned: false,
     };
     let mut queue = VecDeque::from([(root, 0u32)]);
     let mut is_root = true;
@@ -526,7 +537,10 @@ impl Cascade<'_> {
                                     self.snapshot.config.hop_limit
                                 );
                                 self.dead_letter(&child, route, Some(name), reason::HOP_LIMIT, &msg);
+                            } else if self.caused >= self.snapshot.config.max_cascade {
+                                self.over_budget(&child, route, name);
                             } else {
+                                self.caused += 1;
                                 Stats::add(&stats.emitted, 1);
                                 if self.detailed {
                                     self.report.emitted.push(child.id.clone());
@@ -566,6 +580,27 @@ impl Cascade<'_> {
         }
         self.local.json = json;
         children
+    }
+
+    /// An emit past the root's cascade budget: dead-lettered, not routed.
+    fn over_budget(&mut self, child: &Event, route: &str, plugin: &str) {
+        let max = self.snapshot.config.max_cascade;
+        let root = child.meta.get("root_id").and_then(Value::as_str).unwrap_or("?");
+        let msg = format!(
+            "root event {root} has already caused {max} events, its cascade budget ([router] max_cascade = {max})"
+        );
+        if !self.warned {
+            // Once per root: the dead letters carry the rest.
+            tracing::warn!(
+                root_event = root,
+                plugin,
+                route,
+                max_cascade = max,
+                "cascade budget spent; further emits go to dead letters"
+            );
+            self.warned = true;
+        }
+        self.dead_letter(child, route, Some(plugin), reason::CASCADE_LIMIT, &msg);
     }
 
     fn tag_version(&mut self, plugin: &Plugin) {

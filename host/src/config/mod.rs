@@ -77,6 +77,9 @@ impl Default for Limits {
     }
 }
 
+/// `[router] max_cascade` when not set: events one root event may cause.
+pub const DEFAULT_MAX_CASCADE: u32 = 1000;
+
 /// Largest `memory` cap a plugin may have (wasm32's whole address space).
 pub const MAX_PLUGIN_MEMORY: u64 = 4 << 30;
 
@@ -122,6 +125,9 @@ pub struct Config {
     pub plugin_settings: BTreeMap<String, PluginSettings>,
     /// Emits deeper than this go to dead letters instead of being routed.
     pub hop_limit: u32,
+    /// Events one root event may cause in all (emitted and routed, at any
+    /// depth); further emits go to dead letters as `cascade_limit` (issue 16).
+    pub max_cascade: u32,
     pub dead_letter: PathBuf,
     /// Where the daemon keeps its own state: compiled-module cache, checkpoints.
     pub state_dir: PathBuf,
@@ -444,6 +450,12 @@ impl Validator<'_> {
             plugin_settings.insert(name.clone(), PluginSettings { limits, config });
         }
         let hop_limit = self.int(&raw.router.hop_limit, "router.hop_limit", 1..256, 8) as u32;
+        let max_cascade = self.int(
+            &raw.router.max_cascade,
+            "router.max_cascade",
+            1..1_000_001,
+            DEFAULT_MAX_CASCADE.into(),
+        ) as u32;
         let dead_letter = base.join(
             raw.dead_letter
                 .path
@@ -530,6 +542,7 @@ impl Validator<'_> {
             default_limits,
             plugin_settings,
             hop_limit,
+            max_cascade,
             dead_letter,
             state_dir,
             tail_sources,

@@ -115,6 +115,7 @@ impl RawPluginOverride {
 #[serde(deny_unknown_fields)]
 pub struct RawRouter {
     pub hop_limit: Option<Spanned<i64>>,
+    pub max_cascade: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

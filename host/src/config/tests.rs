@@ -43,6 +43,7 @@ config = { channel = "email", retries = 3, at = 1979-05-27T07:32:00Z }
 
 [router]
 hop_limit = 3
+max_cascade = 50
 
 [dead_letter]
 path = "dl.ndjson"
@@ -85,6 +86,7 @@ type = "stdout"
     );
     assert_eq!(cfg.settings_for("audit").config, serde_json::json!({}));
     assert_eq!(cfg.hop_limit, 3);
+    assert_eq!(cfg.max_cascade, 50);
     assert_eq!(cfg.dead_letter, Path::new("/etc/sy/dl.ndjson"));
     assert_eq!(cfg.state_dir, Path::new("/var/lib/switchyard"));
     let r = &cfg.routes[0];
@@ -107,6 +109,7 @@ fn defaults() {
     assert_eq!(cfg.server.max_body, 1 << 20);
     assert_eq!(cfg.default_limits, Limits::default());
     assert_eq!(cfg.hop_limit, 8);
+    assert_eq!(cfg.max_cascade, 1000);
     assert_eq!(cfg.plugins_dir, Path::new("/etc/sy/plugins/dist"));
     assert_eq!(cfg.state_dir, Path::new("/etc/sy/data"));
     assert!(cfg.routes.is_empty());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::fixtures;
-use crate::harness::TestDaemon;
+use crate::harness::{read_ndjson, request, write_setup, Binary, TestDaemon};
 
 const FIVE_SECONDS: u64 = 5_000_000_000;
 
@@ -213,4 +213,82 @@ fn plugin_run_ends_a_sleeping_handler_at_its_timeout() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "timeout", "{v}");
     assert!(v["micros"].as_u64().unwrap() < 1_000_000, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_routed_fan_out_of_ten_stops_at_the_cascade_budget_in_bounded_memory() {
+    let toml = r#"
+[[route]]
+name = "loop"
+match = { name = "loop.*" }
+handlers = ["fanout"]
+
+[[route]]
+name = "fast"
+match = { name = "fast.*" }
+handlers = ["quick"]
+"#;
+    let plugins = [
+        ("fanout", fixtures::fanout("loop.Tick", 10)),
+        ("quick", fixtures::logger()),
+    ];
+    let dir = write_setup("workers = 2", toml, &plugins);
+    let mut daemon = Binary::start(&dir.path().join("router.toml"));
+    let addr = daemon.addr;
+    let json = [("content-type", "application/json")];
+    let t = Instant::now();
+    let root = tokio::spawn(async move {
+        let r = request(
+            addr,
+            "POST",
+            "/v1/events?wait=true",
+            &json,
+            br#"{"name":"loop.Tick"}"#.to_vec(),
+        )
+        .await;
+        (r, t.elapsed())
+    });
+    // Meanwhile a good handler on another route keeps its latency.
+    let mut slowest = Duration::ZERO;
+    while !root.is_finished() {
+        let t = Instant::now();
+        let r = request(
+            addr,
+            "POST",
+            "/v1/events?wait=true",
+            &json,
+            br#"{"name":"fast.Go"}"#.to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        slowest = slowest.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (r, took) = root.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let emitted = r.body["events"][0]["emitted"].as_array().unwrap().len();
+    assert_eq!(emitted, 1000, "the default budget: 1000 events caused");
+    assert!(took < Duration::from_secs(30), "the whole cascade took {took:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a good handler waited {slowest:?}"
+    );
+    let peak = daemon.peak_rss_kib();
+    eprintln!(
+        "fan-out of 10: 1001 invocations in {took:?}; peak RSS {peak} KiB; slowest good event {slowest:?}"
+    );
+    assert!(peak < 200 << 10, "peak RSS {peak} KiB, over 200 MiB");
+    // 1 + 10 + 100 + 890 invocations emitted 10 each: 10,010 emits, of which
+    // 1000 were routed and the rest dead-lettered as `cascade_limit`.
+    let letters = read_ndjson(&dir.path().join("dead.ndjson"));
+    let over: Vec<&Value> = letters.iter().filter(|l| l["kind"] == "cascade_limit").collect();
+    assert_eq!(over.len(), 9010);
+    assert_eq!(letters.len(), 9010, "nothing else failed");
+    let root_id = r.body["events"][0]["id"].as_str().unwrap();
+    assert_eq!(over[0]["event"]["meta"]["root_id"], root_id);
+    assert!(over[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("has already caused 1000 events, its cascade budget ([router] max_cascade = 1000)"));
+    assert!(daemon.terminate().await.success());
 }

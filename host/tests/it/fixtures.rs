@@ -177,3 +177,23 @@ pub fn sleeper(ns: u64, times: u32, start: bool, initialize: bool) -> String {
     (i32.const 0)))"#
     )
 }
+
+/// Emits `{"name":"<event>"}` `n` times per call: routed to itself, a
+/// fan-out of `n` per level.
+pub fn fanout(event: &str, n: u32) -> String {
+    let json = format!(r#"{{"name":"{event}"}}"#);
+    handler(
+        &format!(r#"(data (i32.const 0) "{}")"#, wat_string(&json)),
+        &format!(
+            "(local $i i32)
+    (block $done (loop $again
+      (br_if $done (i32.ge_u (local.get $i) (i32.const {n})))
+      (drop (call $emit (i32.const 0) (i32.const {len})))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $again)))
+    (i32.const 0)",
+            len = json.len()
+        ),
+        "",
+    )
+}
