@@ -687,14 +687,15 @@ pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation, pm: &Plu
         pm.logs_over_cap.inc_by(inv.dropped_logs);
     }
     // Lines the log filter would discard cost nothing and use no tokens.
-    let wanted = inv.logs.iter().filter(|l| level_enabled(l.level)).count() as u64;
+    let enabled = || inv.logs.iter().filter(|l| level_enabled(l.level));
+    let wanted = enabled().count() as u64;
     if wanted == 0 && inv.dropped_logs == 0 {
         return;
     }
     let now = std::time::Instant::now();
     let (granted, report) = {
         let mut bucket = pm.log_bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let granted = bucket.take(wanted, limit, now);
+        let granted = bucket.take(enabled().map(|l| l.message.len()), limit, now);
         // Lines over the per-invocation cap are summarised with these, so
         // a plugin looping on `log` yields one warning a second, not one
         // per invocation.
@@ -712,8 +713,8 @@ pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation, pm: &Plu
             event = e,
             suppressed = n,
             rate = limit.rate,
-            burst = limit.burst,
-            "plugin log lines dropped: over the rate limit ([plugins] log_rate) or the per-invocation cap"
+            bytes_per_second = limit.bytes,
+            "plugin log lines dropped: over the rate limit ([plugins] log_rate, log_bytes) or the per-invocation cap"
         );
     }
     let mut left = granted;

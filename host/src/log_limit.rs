@@ -1,20 +1,27 @@
-//! Per-plugin rate limit on log lines: a plugin that logs in a tight loop
-//! must not flood the daemon's log (or its disk). A token bucket per plugin,
-//! shared by every worker; lines over the limit are dropped and counted, and
-//! a summary line says so at most once a second.
+//! Per-plugin rate limit on log lines and log bytes: a plugin that logs in
+//! a tight loop, or logs few but huge lines, must not flood the daemon's log
+//! (or its disk). Two token buckets per plugin (lines and bytes, issue 16),
+//! shared by every worker; lines over either limit are dropped and counted,
+//! and a summary line says so at most once a second.
 
 use std::time::{Duration, Instant};
 
 /// How often a plugin's suppressed lines are summarised in the log.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// `[plugins] log_rate` and `log_burst`.
+/// `[plugins] log_rate`, `log_burst`, `log_bytes` and `log_bytes_burst`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogLimit {
     /// Lines per second a plugin may log on average; 0 means no limit.
     pub rate: u32,
     /// Lines a plugin may log at once after a quiet spell.
     pub burst: u32,
+    /// Bytes of log messages per second a plugin may log on average; 0
+    /// means no limit.
+    pub bytes: u64,
+    /// Bytes a plugin may log at once after a quiet spell; a line longer
+    /// than this is always dropped.
+    pub bytes_burst: u64,
 }
 
 impl Default for LogLimit {
@@ -22,52 +29,70 @@ impl Default for LogLimit {
         LogLimit {
             rate: 100,
             burst: 500,
+            bytes: 64 << 10,
+            bytes_burst: 256 << 10,
         }
     }
 }
 
-#[derive(Debug)]
-pub struct TokenBucket {
+/// One refilling budget: `rate` per second up to `burst`.
+#[derive(Debug, Default)]
+struct Bucket {
     tokens: f64,
     /// When tokens were last added; `None` before first use (a full bucket).
     last: Option<Instant>,
+}
+
+impl Bucket {
+    fn refill(&mut self, rate: f64, burst: f64, now: Instant) {
+        self.tokens = match self.last {
+            None => burst,
+            Some(last) => (self.tokens + now.saturating_duration_since(last).as_secs_f64() * rate).min(burst),
+        };
+        self.last = Some(now);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct TokenBucket {
+    lines: Bucket,
+    bytes: Bucket,
     /// Lines dropped since the last summary.
     suppressed: u64,
     last_report: Option<Instant>,
 }
 
-impl Default for TokenBucket {
-    fn default() -> Self {
-        TokenBucket::new()
-    }
-}
-
 impl TokenBucket {
     pub fn new() -> TokenBucket {
-        TokenBucket {
-            tokens: 0.0,
-            last: None,
-            suppressed: 0,
-            last_report: None,
-        }
+        TokenBucket::default()
     }
 
-    /// Takes up to `n` tokens; returns how many lines may be logged.
-    pub fn take(&mut self, n: u64, limit: LogLimit, now: Instant) -> u64 {
-        if limit.rate == 0 {
-            return n;
+    /// Takes tokens for lines of the given byte lengths, in order, while
+    /// both budgets allow; returns how many of the first lines may be logged.
+    pub fn take(&mut self, lengths: impl IntoIterator<Item = usize>, limit: LogLimit, now: Instant) -> u64 {
+        let (by_lines, by_bytes) = (limit.rate > 0, limit.bytes > 0);
+        if by_lines {
+            self.lines
+                .refill(f64::from(limit.rate), f64::from(limit.burst.max(1)), now);
         }
-        let burst = f64::from(limit.burst.max(1));
-        self.tokens = match self.last {
-            None => burst,
-            Some(last) => {
-                let refill = now.saturating_duration_since(last).as_secs_f64() * f64::from(limit.rate);
-                (self.tokens + refill).min(burst)
+        if by_bytes {
+            self.bytes
+                .refill(limit.bytes as f64, limit.bytes_burst.max(1) as f64, now);
+        }
+        let mut granted = 0;
+        for len in lengths {
+            let len = len as f64;
+            if (by_lines && self.lines.tokens < 1.0) || (by_bytes && self.bytes.tokens < len) {
+                break;
             }
-        };
-        self.last = Some(now);
-        let granted = (self.tokens.floor() as u64).min(n);
-        self.tokens -= granted as f64;
+            if by_lines {
+                self.lines.tokens -= 1.0;
+            }
+            if by_bytes {
+                self.bytes.tokens -= len;
+            }
+            granted += 1;
+        }
         granted
     }
 
@@ -93,21 +118,30 @@ impl TokenBucket {
 mod tests {
     use super::*;
 
-    const LIMIT: LogLimit = LogLimit { rate: 10, burst: 20 };
+    const LIMIT: LogLimit = LogLimit {
+        rate: 10,
+        burst: 20,
+        bytes: 0,
+        bytes_burst: 0,
+    };
+
+    fn ones(n: usize) -> impl Iterator<Item = usize> {
+        std::iter::repeat_n(1, n)
+    }
 
     #[test]
     fn burst_then_rate() {
         let mut b = TokenBucket::new();
         let t0 = Instant::now();
-        assert_eq!(b.take(50, LIMIT, t0), 20, "a full bucket allows the burst");
-        assert_eq!(b.take(5, LIMIT, t0), 0, "then nothing until refilled");
+        assert_eq!(b.take(ones(50), LIMIT, t0), 20, "a full bucket allows the burst");
+        assert_eq!(b.take(ones(5), LIMIT, t0), 0, "then nothing until refilled");
         assert_eq!(
-            b.take(50, LIMIT, t0 + Duration::from_millis(500)),
+            b.take(ones(50), LIMIT, t0 + Duration::from_millis(500)),
             5,
             "10/s for half a second"
         );
         assert_eq!(
-            b.take(50, LIMIT, t0 + Duration::from_secs(100)),
+            b.take(ones(50), LIMIT, t0 + Duration::from_secs(100)),
             20,
             "refill stops at the burst"
         );
@@ -116,8 +150,45 @@ mod tests {
     #[test]
     fn zero_rate_is_unlimited() {
         let mut b = TokenBucket::new();
-        let off = LogLimit { rate: 0, burst: 0 };
-        assert_eq!(b.take(1_000_000, off, Instant::now()), 1_000_000);
+        let off = LogLimit {
+            rate: 0,
+            burst: 0,
+            bytes: 0,
+            bytes_burst: 0,
+        };
+        assert_eq!(b.take(ones(1_000_000), off, Instant::now()), 1_000_000);
+    }
+
+    #[test]
+    fn bytes_are_limited_as_well_as_lines() {
+        // 100 lines/s would let 16 KiB lines through at 1.6 MB/s (issue 16).
+        let limit = LogLimit {
+            rate: 100,
+            burst: 500,
+            bytes: 64 << 10,
+            bytes_burst: 256 << 10,
+        };
+        let mut b = TokenBucket::new();
+        let t0 = Instant::now();
+        let line = 16 << 10;
+        assert_eq!(
+            b.take(std::iter::repeat_n(line, 100), limit, t0),
+            16,
+            "the byte burst"
+        );
+        let mut logged = 0;
+        for ms in (100..=10_000).step_by(100) {
+            logged += b.take(
+                std::iter::repeat_n(line, 10),
+                limit,
+                t0 + Duration::from_millis(ms),
+            );
+        }
+        // 10 s at 64 KiB/s: 40 lines of 16 KiB, not the 1000 lines allows.
+        assert_eq!(logged, 40);
+        // Small lines are held by the line rate instead.
+        let mut b = TokenBucket::new();
+        assert_eq!(b.take(ones(1000), limit, t0), 500);
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub auth: AuthConfig,
     pub stream: crate::http::stream::StreamConfig,
-    /// `[plugins] log_rate` and `log_burst`.
+    /// `[plugins] log_rate`, `log_burst`, `log_bytes`, `log_bytes_burst`.
     pub plugin_log: crate::log_limit::LogLimit,
     /// Problems that let the config serve but that `switchyard check`
     /// reports: routes and `[plugin.NAME]` tables naming plugins with no file.
@@ -508,7 +508,7 @@ impl Validator<'_> {
         let admin_listen = self.admin(&raw.admin, server.listen);
         let auth = self.auth(&raw.auth, base);
         let stream = self.stream(&raw.stream);
-        let plugin_log = self.log_limit(&raw.plugins.log_rate, &raw.plugins.log_burst);
+        let plugin_log = self.log_limit(&raw.plugins);
         let mut routes: Vec<Route> = Vec::new();
         let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         for spanned in &raw.routes {

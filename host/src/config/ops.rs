@@ -243,15 +243,18 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn log_limit(
-        &mut self,
-        rate: &Option<Spanned<i64>>,
-        burst: &Option<Spanned<i64>>,
-    ) -> LogLimit {
+    pub(super) fn log_limit(&mut self, p: &super::raw::RawPlugins) -> LogLimit {
         let d = LogLimit::default();
         LogLimit {
-            rate: self.int(rate, "plugins.log_rate", 0..1_000_001, d.rate.into()) as u32,
-            burst: self.int(burst, "plugins.log_burst", 1..1_000_001, d.burst.into()) as u32,
+            rate: self.int(&p.log_rate, "plugins.log_rate", 0..1_000_001, d.rate.into()) as u32,
+            burst: self.int(&p.log_burst, "plugins.log_burst", 1..1_000_001, d.burst.into()) as u32,
+            bytes: self.size(&p.log_bytes, "plugins.log_bytes", 0..(1 << 40), d.bytes),
+            bytes_burst: self.size(
+                &p.log_bytes_burst,
+                "plugins.log_bytes_burst",
+                1..(1 << 40),
+                d.bytes_burst,
+            ),
         }
     }
 

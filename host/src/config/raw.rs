@@ -60,6 +60,9 @@ pub struct RawPlugins {
     /// Plugin log lines per second, per plugin (0: no limit).
     pub log_rate: Option<Spanned<i64>>,
     pub log_burst: Option<Spanned<i64>>,
+    /// Plugin log bytes per second, per plugin (0: no limit).
+    pub log_bytes: Option<Spanned<RawSize>>,
+    pub log_bytes_burst: Option<Spanned<RawSize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -351,6 +351,8 @@ cutoff_grace = "1m"
 [plugins]
 log_rate = 0
 log_burst = 10
+log_bytes = "1MiB"
+log_bytes_burst = "2MiB"
 
 [sink.hook]
 type = "http"
@@ -385,6 +387,10 @@ headers = {{ "X-Api-Key" = "${{HOOK_KEY}}", "X-Env" = "${{HOOK_ENV:-prod}}" }}
     assert_eq!(cfg.stream.max_subscribers, 3);
     assert_eq!(cfg.stream.cutoff_grace, Duration::from_secs(60));
     assert_eq!((cfg.plugin_log.rate, cfg.plugin_log.burst), (0, 10));
+    assert_eq!(
+        (cfg.plugin_log.bytes, cfg.plugin_log.bytes_burst),
+        (1 << 20, 2 << 20)
+    );
     let SinkConfig::Http(h) = &cfg.sinks["hook"] else {
         panic!("{:?}", cfg.sinks["hook"])
     };

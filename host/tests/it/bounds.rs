@@ -292,3 +292,53 @@ handlers = ["quick"]
         .contains("has already caused 1000 events, its cascade budget ([router] max_cascade = 1000)"));
     assert!(daemon.terminate().await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_logging_16_kib_lines_is_held_to_the_byte_rate() {
+    let toml = r#"
+[[route]]
+name = "chatty"
+match = { name = "chatty.*" }
+handlers = ["chatty"]
+"#;
+    let line = 16 << 10;
+    let dir = write_setup("", toml, &[("chatty", fixtures::big_logger(line))]);
+    // The generated config has a `[plugins]` table: the keys go there.
+    let cfg = dir.path().join("router.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[plugins]\n",
+        "[plugins]\nlog_bytes = \"64KiB\"\nlog_bytes_burst = \"128KiB\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut daemon = Binary::start(&cfg);
+    let batch = serde_json::to_vec(&vec![json!({"name": "chatty.Line"}); 50]).unwrap();
+    let json = [("content-type", "application/json")];
+    let t = Instant::now();
+    let mut sent = 0;
+    while t.elapsed() < Duration::from_secs(3) {
+        let r = request(daemon.addr, "POST", "/v1/events?wait=true", &json, batch.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        sent += 50;
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    assert!(daemon.terminate().await.success());
+    let logged: usize = daemon
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains(&"x".repeat(line)))
+        .map(|l| l.len())
+        .sum();
+    let rate = logged as f64 / elapsed;
+    eprintln!("16 KiB lines: {sent} sent in {elapsed:.1}s; {logged} bytes of plugin log, {rate:.0} bytes/s");
+    let allowed = (128 << 10) as f64 + (64 << 10) as f64 * elapsed;
+    // Each logged line also carries its prefix (time, level, plugin, event).
+    assert!(
+        logged as f64 <= allowed * 1.05,
+        "{logged} bytes logged, {allowed} allowed"
+    );
+    assert!(logged >= 8 * line, "the burst itself is logged: {logged}");
+    assert!(daemon
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("plugin log lines dropped") && l.contains("log_bytes")));
+}

@@ -197,3 +197,13 @@ pub fn fanout(event: &str, n: u32) -> String {
         "",
     )
 }
+
+/// Logs one line of `len` bytes (`len` ≤ 32 KiB) of `x` at info level per
+/// call and succeeds.
+pub fn big_logger(len: usize) -> String {
+    handler(
+        "",
+        &format!("(call $log (i32.const 2) (i32.const 32768) (i32.const {len})) (i32.const 0)"),
+        &format!(r#"(data (i32.const 32768) "{}")"#, "x".repeat(len)),
+    )
+}
