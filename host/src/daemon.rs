@@ -68,6 +68,11 @@ impl Daemon {
 
     /// Binds the listeners and serves the probes and metrics; nothing is
     /// loaded yet.
+    ///
+    /// SIGHUP is watched from here on, before anything is loaded: a SIGHUP
+    /// while starting must not end the daemon (its default action; issue
+    /// 16), and the reload it asks for waits in the queue until the reload
+    /// loop runs, once started.
     pub async fn bind(config: Config) -> anyhow::Result<Starting> {
         let listen = config.server.listen;
         let header_timeout = config.server.header_timeout;
@@ -75,6 +80,12 @@ impl Daemon {
         let stream = Arc::new(StreamHub::new(config.stream, &stats.metrics));
         let (shutdown, _) = broadcast::channel(1);
         let (reloads, reload_rx) = mpsc::unbounded_channel();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hup) => {
+                tokio::spawn(reload_on_sighup(hup, reloads.clone(), shutdown.subscribe()));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
+        }
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -247,14 +258,6 @@ async fn load(
         reloads.clone(),
         shutdown.subscribe(),
     ));
-    // Registered here, not in the task: a SIGHUP sent as soon as the daemon
-    // says it is listening must reload it, not end it (the default action).
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(hup) => {
-            tokio::spawn(reload_on_sighup(hup, reloads.clone(), shutdown.subscribe()));
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
-    }
     let config_file = shared.snapshot.load().config.file.clone();
     let watcher = match Watcher::start(&plugins_dir, &config_file, reloads.clone()) {
         Ok(w) => Some(w),
@@ -437,14 +440,33 @@ async fn reload_on_sighup(
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-pub async fn signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// The process's signal handlers, installed before anything else happens
+/// (issue 16): from then on SIGHUP, SIGTERM and SIGINT are never the
+/// default action (ending the process), whatever stage start-up is at.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    /// Only held: its handler, once installed, stays for the process's
+    /// life; [`Daemon::bind`] watches its own stream to reload.
+    _hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; needs a Tokio runtime.
+    pub fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            _hup: signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
     }
-    Ok(())
+
+    /// Resolves when SIGINT or SIGTERM arrives (or arrived since install).
+    pub async fn stop(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
 }

@@ -101,28 +101,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(args) => cli::tail::run(args),
         Command::DeadLetter { command } => cli::dead_letter::run(command),
         Command::Run { config } => {
-            cli::init_logging(log_format);
-            let cfg = match Config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    anyhow::bail!(
-                        "{} has {} problem(s); nothing was started",
-                        config.display(),
-                        errors.errors.len()
-                    );
-                }
-            };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            rt.block_on(async {
-                let daemon = Daemon::start(cfg).await?;
-                daemon::signal().await?;
+            let outcome = rt.block_on(async {
+                // First: from here on no signal ends the process by its
+                // default action (issue 16).
+                let mut signals = daemon::Signals::install()?;
+                cli::init_logging(log_format);
+                let cfg = match Config::load(&config) {
+                    Ok(cfg) => cfg,
+                    Err(errors) => {
+                        eprintln!("{errors}");
+                        anyhow::bail!(
+                            "{} has {} problem(s); nothing was started",
+                            config.display(),
+                            errors.errors.len()
+                        );
+                    }
+                };
+                let starting = Daemon::bind(cfg).await?;
+                // SIGTERM while starting stops at once: it does not wait
+                // for plugins to compile (issue 16).
+                let daemon = tokio::select! {
+                    d = starting.load() => d?,
+                    _ = signals.stop() => {
+                        tracing::info!("stopped while starting; nothing was accepted yet");
+                        return Ok(());
+                    }
+                };
+                signals.stop().await;
                 daemon.shutdown().await
-            })?;
+            });
+            // A compile abandoned by a stop must not hold the exit.
+            rt.shutdown_timeout(std::time::Duration::from_millis(500));
+            outcome?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => match switchyard::check::check(&config) {

@@ -342,3 +342,92 @@ handlers = ["chatty"]
         .iter()
         .any(|l| l.contains("plugin log lines dropped") && l.contains("log_bytes")));
 }
+
+/// A daemon whose start-up takes about `secs`: a plugin whose start
+/// function sleeps that long (within its own timeout).
+fn slow_start_setup(secs: f64) -> tempfile::TempDir {
+    let toml = r#"
+[plugin.slowstart]
+timeout = "10s"
+
+[[route]]
+name = "all"
+match = { name = "a.*" }
+handlers = ["quick"]
+"#;
+    let ns = (secs * 1e9) as u64;
+    write_setup(
+        "",
+        toml,
+        &[
+            ("slowstart", fixtures::sleeper(ns, 0, true, false)),
+            ("quick", fixtures::logger()),
+        ],
+    )
+}
+
+async fn readyz(addr: std::net::SocketAddr) -> (u16, Value) {
+    let r = request(addr, "GET", "/readyz", &[], Vec::new()).await;
+    (r.status.as_u16(), r.body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_while_starting_reloads_once_started_instead_of_killing_the_daemon() {
+    let dir = slow_start_setup(2.0);
+    let mut daemon = Binary::start_early(&dir.path().join("router.toml"));
+    let (status, body) = readyz(daemon.addr).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("starting")),
+        "{body}"
+    );
+    daemon.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the daemon"
+    );
+    let t = Instant::now();
+    loop {
+        let (status, body) = readyz(daemon.addr).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(body["status"], "starting", "{body}");
+        assert!(t.elapsed() < Duration::from_secs(30), "never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The reload asked for while starting runs once started.
+    let t = Instant::now();
+    loop {
+        let stats = request(daemon.addr, "GET", "/v1/stats", &[], Vec::new())
+            .await
+            .body;
+        if stats["reloads"] == 1 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the reload never ran: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+    assert!(daemon.log_lines().iter().any(|l| l.contains("SIGHUP received")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_starting_does_not_wait_for_loading() {
+    let dir = slow_start_setup(8.0);
+    let mut daemon = Binary::start_early(&dir.path().join("router.toml"));
+    assert_eq!(readyz(daemon.addr).await.1["status"], "starting");
+    let t = Instant::now();
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "SIGTERM waited {:?}",
+        t.elapsed()
+    );
+}

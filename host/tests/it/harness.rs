@@ -168,17 +168,26 @@ pub struct Binary {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The address in the daemon's "switchyard listening" line, in either log
-/// format.
-fn listening_addr(line: &str) -> Option<String> {
+/// The address in the daemon's "switchyard listening" line (once loaded),
+/// or with `early` its "listening; loading plugins" line (bound, still
+/// starting), in either log format.
+fn listening_addr(line: &str, early: bool) -> Option<String> {
+    let (message, field) = if early {
+        ("listening; loading plugins", "listen")
+    } else {
+        ("switchyard listening", "addr")
+    };
     if line.starts_with('{') {
         let v: Value = serde_json::from_str(line).ok()?;
-        if v["message"] != "switchyard listening" {
+        if v["message"] != message {
             return None;
         }
-        return v["addr"].as_str().map(str::to_string);
+        return v[field].as_str().map(str::to_string);
     }
-    let rest = line.split("addr=").nth(1)?;
+    if !line.contains(message) {
+        return None;
+    }
+    let rest = line.split(&format!("{field}=")).nth(1)?;
     Some(rest.split_whitespace().next().unwrap_or("").to_string())
 }
 
@@ -189,6 +198,16 @@ impl Binary {
 
     /// With options before `run`, e.g. `--log-format json`.
     pub fn start_with(config: &Path, global: &[&str]) -> Binary {
+        Binary::spawn(config, global, false)
+    }
+
+    /// Returns as soon as the daemon has bound its listeners, while it is
+    /// still loading plugins (`/readyz` says starting).
+    pub fn start_early(config: &Path) -> Binary {
+        Binary::spawn(config, &[], true)
+    }
+
+    fn spawn(config: &Path, global: &[&str], early: bool) -> Binary {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(global)
@@ -205,7 +224,7 @@ impl Binary {
         let lines = log.clone();
         let reader = std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                if let Some(addr) = listening_addr(&line) {
+                if let Some(addr) = listening_addr(&line, early) {
                     let _ = tx.send(addr);
                 }
                 lines.lock().unwrap().push(line);
@@ -224,14 +243,19 @@ impl Binary {
         }
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
+    /// Sends a signal, e.g. `"HUP"`.
+    pub fn signal(&self, name: &str) {
         let kill = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
             .status()
             .unwrap();
         assert!(kill.success());
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
         let t = std::time::Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
