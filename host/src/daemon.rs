@@ -220,7 +220,19 @@ async fn load(
         stats.clone(),
         tokio::runtime::Handle::current(),
     );
-    let loader = Arc::new(Loader::new(rt, &config.file).with_sink_context(sink_context.clone()));
+    // A compile that a reload stopped waiting for asks for another reload
+    // when it ends, which swaps it in (issue 16).
+    let compiled = reloads.clone();
+    let loader = Arc::new(
+        Loader::new(rt, &config.file)
+            .with_sink_context(sink_context.clone())
+            .with_compile_notify(Arc::new(move || {
+                let _ = compiled.send(ReloadRequest {
+                    settled: BTreeSet::new(),
+                    reply: None,
+                });
+            })),
+    );
     let first = loader.clone();
     let (snapshot, report) = tokio::task::spawn_blocking(move || first.build(config, None, None))
         .await

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::config::{Limits, PluginSettings};
+use crate::config::{Limits, LoadLimits, PluginSettings};
 use crate::envelope::Event;
 use crate::runtime::{Invocation, Plugin, Runtime};
 
@@ -33,7 +33,7 @@ pub fn run(
         limits: opts.limits,
         config: opts.config,
     };
-    let plugin = Plugin::load(&rt, name, plugin_path, settings)?;
+    let plugin = Plugin::load(&rt, name, plugin_path, settings, LoadLimits::default())?;
     let inv = plugin.invoke(&event.to_json());
     Ok((plugin, event, inv))
 }

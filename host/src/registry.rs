@@ -53,7 +53,7 @@ pub fn load_all(rt: &Runtime, config: &Config) -> io::Result<Plugins> {
         errors: Vec::new(),
     };
     for (name, path) in plugin_files(&config.plugins_dir)? {
-        match Plugin::load(rt, &name, &path, config.settings_for(&name)) {
+        match Plugin::load(rt, &name, &path, config.settings_for(&name), config.loading) {
             Ok(p) => {
                 plugins.loaded.insert(name, Arc::new(p));
             }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 
@@ -15,7 +15,9 @@ use crate::config::Config;
 use crate::dispatch::{Shared, Snapshot};
 use crate::registry;
 use crate::router::Router;
-use crate::runtime::cache::{self, CompileCache, Origin};
+use crate::runtime::cache::{self, Origin};
+use crate::runtime::compile::{Compiled, Compiler, MAX_RUNNING, RELOAD_WAIT};
+use crate::runtime::plugin::check_size;
 use crate::runtime::{FileFacts, Plugin, Runtime};
 use crate::sinks::{self, Sink};
 
@@ -37,6 +39,10 @@ pub struct LoadReport {
     pub failed: BTreeMap<String, String>,
     /// Changed files left for a later load because they may still be written.
     pub deferred: Vec<String>,
+    /// Plugins still compiling in the background, with how far along: their
+    /// previous version (if any) keeps serving, and a reload follows when
+    /// the compile ends (issue 16).
+    pub compiling: BTreeMap<String, String>,
     pub compiled: usize,
     pub from_cache: usize,
     pub reused: usize,
@@ -52,6 +58,8 @@ impl LoadReport {
 
 pub struct Loader {
     rt: Arc<Runtime>,
+    /// Compiles off the reload path; see `runtime::compile`.
+    compiler: Compiler,
     config_path: PathBuf,
     /// One load at a time: reloads from the watcher, SIGHUP and the API queue up.
     serial: Mutex<()>,
@@ -62,11 +70,19 @@ pub struct Loader {
 impl Loader {
     pub fn new(rt: Arc<Runtime>, config_path: &Path) -> Loader {
         Loader {
+            compiler: Compiler::new(rt.engine(), Arc::new(|| {})),
             rt,
             config_path: config_path.to_path_buf(),
             serial: Mutex::new(()),
             sink_context: None,
         }
+    }
+
+    /// Calls `notify` (from a compile thread) when a compile ends or goes
+    /// over time: the daemon asks for a reload, which swaps the result in.
+    pub fn with_compile_notify(mut self, notify: Arc<dyn Fn() + Send + Sync>) -> Loader {
+        self.compiler = Compiler::new(self.rt.engine(), notify);
+        self
     }
 
     /// Lets the snapshots built open webhook sinks.
@@ -90,30 +106,72 @@ impl Loader {
         };
         let files = registry::plugin_files(&config.plugins_dir)
             .with_context(|| format!("cannot list plugins in {}", config.plugins_dir.display()))?;
-        let cache = CompileCache::new(&config.state_dir.join("compiled"));
+        let cache_dir = config.state_dir.join("compiled");
+        // At start every compile may take its whole time limit; a reload
+        // answers after a short wait, reporting the rest as `compiling`.
+        let until = match previous {
+            None => Instant::now() + config.loading.compile_timeout,
+            Some(_) => Instant::now() + RELOAD_WAIT,
+        };
         let mut plugins = BTreeMap::new();
         let mut plugin_errors = BTreeMap::new();
+        let mut pending = Vec::new();
         for (name, path) in &files {
             let old = previous.and_then(|p| p.plugins.get(name));
-            match self.plugin(&config, &cache, name, path, old, settled, &mut report) {
-                Ok(Some(p)) => {
+            match self.prepare(&config, &cache_dir, name, path, old, settled, &mut report) {
+                Step::Done(Ok(p)) => {
                     plugins.insert(name.clone(), p);
                 }
-                Ok(None) => {
-                    // Deferred: the serving version and its last error stand.
-                    if let Some(old) = old {
-                        plugins.insert(name.clone(), old.clone());
-                    }
-                    if let Some(e) = previous.and_then(|p| p.plugin_errors.get(name)) {
-                        report.failed.insert(name.clone(), e.clone());
-                        plugin_errors.insert(name.clone(), e.clone());
-                    }
-                }
-                Err(e) => {
+                Step::Done(Err(e)) => {
                     report.failed.insert(name.clone(), e.clone());
                     plugin_errors.insert(name.clone(), e);
                     if let Some(old) = old {
                         plugins.insert(name.clone(), old.clone());
+                    }
+                }
+                Step::Keep => keep(name, old, previous, &mut plugins, &mut plugin_errors, &mut report),
+                Step::Compile(c) => pending.push(c),
+            }
+        }
+        let mut collected: BTreeMap<String, Compiled> = BTreeMap::new();
+        for i in 0..pending.len() {
+            // Slots freed by the compiles collected so far start the
+            // waiting ones, in order.
+            for p in pending[i..].iter_mut() {
+                if let Some(bytes) = p.unstarted.take() {
+                    let limit = config.loading.compile_timeout;
+                    p.unstarted = self.compiler.start(bytes, &p.sha256, &cache_dir, limit).err();
+                }
+            }
+            let c = &pending[i];
+            let (name, old) = (c.name.clone(), previous.and_then(|p| p.plugins.get(&c.name)));
+            let compiled = if c.unstarted.is_some() {
+                Compiled::Compiling(format!(
+                    "waiting for a compile slot ({MAX_RUNNING} compiles running)"
+                ))
+            } else {
+                collected
+                    .entry(c.sha256.clone())
+                    .or_insert_with(|| self.compiler.collect(&c.sha256, until))
+                    .clone()
+            };
+            match self.finish(c, compiled, &mut report) {
+                Ok(Some(p)) => {
+                    plugins.insert(name, p);
+                }
+                Ok(None) => keep(
+                    &name,
+                    old,
+                    previous,
+                    &mut plugins,
+                    &mut plugin_errors,
+                    &mut report,
+                ),
+                Err(e) => {
+                    report.failed.insert(name.clone(), e.clone());
+                    plugin_errors.insert(name.clone(), e);
+                    if let Some(old) = old {
+                        plugins.insert(name, old.clone());
                     }
                 }
             }
@@ -150,52 +208,93 @@ impl Loader {
         Ok((snapshot, report))
     }
 
-    /// The new version of one plugin; `Ok(None)` keeps the old one as is.
+    /// What to do with one plugin file: reuse, keep, refuse, or compile
+    /// (started here, on its own thread, collected by [`Loader::finish`]).
     #[allow(clippy::too_many_arguments)]
-    fn plugin(
+    fn prepare(
         &self,
         config: &Config,
-        cache: &CompileCache,
+        cache_dir: &Path,
         name: &str,
         path: &Path,
         old: Option<&Arc<Plugin>>,
         settled: Option<&BTreeSet<PathBuf>>,
         report: &mut LoadReport,
-    ) -> Result<Option<Arc<Plugin>>, String> {
+    ) -> Step {
         let settings = config.settings_for(name);
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("plugin {name:?} ({}): cannot read: {e}", path.display()))?;
+        let limits = config.loading;
+        if let Err(e) = check_size(name, path, limits.max_file_size) {
+            return Step::Done(Err(e.to_string()));
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                return Step::Done(Err(format!(
+                    "plugin {name:?} ({}): cannot read: {e}",
+                    path.display()
+                )))
+            }
+        };
         let sha256 = cache::sha256_hex(&bytes);
         if let Some(old) = old.filter(|o| o.sha256 == sha256 && o.path == path) {
             report.reused += 1;
             if old.settings == settings {
-                return Ok(Some(old.clone()));
+                return Step::Done(Ok(old.clone()));
             }
-            return old
-                .with_settings(&self.rt, settings)
-                .map(|p| Some(Arc::new(p)))
-                .map_err(|e| e.to_string());
+            return Step::Done(
+                old.with_settings(&self.rt, settings)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string()),
+            );
         }
         let complete = settled.is_none_or(|s| s.contains(&std::fs::canonicalize(path).unwrap_or_default()));
         if !complete && recently_modified(path) {
             report.deferred.push(name.to_string());
-            return Ok(None);
+            return Step::Keep;
         }
-        let (module, origin) = cache
-            .module(self.rt.engine(), &bytes, &sha256)
-            .map_err(|e| format!("plugin {name:?} ({}): does not compile: {e:#}", path.display()))?;
+        let size = bytes.len() as u64;
+        let unstarted = self
+            .compiler
+            .start(bytes, &sha256, cache_dir, limits.compile_timeout)
+            .err();
+        Step::Compile(Pending {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            size,
+            sha256,
+            settings,
+            unstarted,
+        })
+    }
+
+    /// Turns a collected compile into the plugin; `Ok(None)` while it runs.
+    fn finish(
+        &self,
+        c: &Pending,
+        compiled: Compiled,
+        report: &mut LoadReport,
+    ) -> Result<Option<Arc<Plugin>>, String> {
+        let where_ = format!("plugin {:?} ({})", c.name, c.path.display());
+        let (module, origin) = match compiled {
+            Compiled::Ready(module, origin) => (module, origin),
+            Compiled::Compiling(how) => {
+                report.compiling.insert(c.name.clone(), how);
+                return Ok(None);
+            }
+            Compiled::Failed(msg) => return Err(format!("{where_}: {msg}")),
+        };
         match origin {
             Origin::Cached => report.from_cache += 1,
             Origin::Compiled | Origin::Recompiled => report.compiled += 1,
         }
         let facts = FileFacts {
-            path,
-            size: bytes.len() as u64,
-            sha256,
+            path: &c.path,
+            size: c.size,
+            sha256: c.sha256.clone(),
         };
-        let plugin =
-            Plugin::from_module(&self.rt, name, facts, module, settings).map_err(|e| e.to_string())?;
-        report.loaded.push(name.to_string());
+        let plugin = Plugin::from_module(&self.rt, &c.name, facts, module, c.settings.clone())
+            .map_err(|e| e.to_string())?;
+        report.loaded.push(c.name.clone());
         Ok(Some(Arc::new(plugin)))
     }
 
@@ -232,6 +331,45 @@ impl Loader {
                 }
             }
         }
+    }
+}
+
+/// What [`Loader::prepare`] decided for one file.
+enum Step {
+    /// The plugin (reused or re-prepared), or why it cannot load.
+    Done(Result<Arc<Plugin>, String>),
+    /// Not loaded now (deferred or waiting to compile): the serving version
+    /// and its last error stand.
+    Keep,
+    Compile(Pending),
+}
+
+/// A plugin to compile: started, or waiting for a slot.
+struct Pending {
+    name: String,
+    path: PathBuf,
+    size: u64,
+    sha256: String,
+    settings: crate::config::PluginSettings,
+    /// The bytes, while no compile slot was free to start it.
+    unstarted: Option<Vec<u8>>,
+}
+
+/// Keeps the serving version of `name`, and its last error, as they are.
+fn keep(
+    name: &str,
+    old: Option<&Arc<Plugin>>,
+    previous: Option<&Snapshot>,
+    plugins: &mut BTreeMap<String, Arc<Plugin>>,
+    plugin_errors: &mut BTreeMap<String, String>,
+    report: &mut LoadReport,
+) {
+    if let Some(old) = old {
+        plugins.insert(name.to_string(), old.clone());
+    }
+    if let Some(e) = previous.and_then(|p| p.plugin_errors.get(name)) {
+        report.failed.insert(name.to_string(), e.clone());
+        plugin_errors.insert(name.to_string(), e.clone());
     }
 }
 
@@ -273,6 +411,9 @@ pub fn log_report(report: &LoadReport) {
     }
     for name in &report.deferred {
         tracing::info!(plugin = %name, "plugin file changed moments ago; loading it once it settles");
+    }
+    for (name, how) in &report.compiling {
+        tracing::info!(plugin = %name, status = %how, "plugin still compiling; its previous version, if any, keeps serving");
     }
     tracing::info!(
         compiled = report.compiled,

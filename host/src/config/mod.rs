@@ -77,6 +77,25 @@ impl Default for Limits {
     }
 }
 
+/// `[plugins] max_file_size` and `compile_timeout`: what loading a plugin
+/// may cost (issue 16; see `runtime::compile`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadLimits {
+    /// Largest plugin file loaded, in bytes.
+    pub max_file_size: u64,
+    /// Longest a compile may take.
+    pub compile_timeout: Duration,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        LoadLimits {
+            max_file_size: 8 << 20,
+            compile_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// `[router] max_cascade` when not set: events one root event may cause.
 pub const DEFAULT_MAX_CASCADE: u32 = 1000;
 
@@ -121,6 +140,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub plugins_dir: PathBuf,
     pub default_limits: Limits,
+    /// `[plugins] max_file_size` and `compile_timeout`.
+    pub loading: LoadLimits,
     /// Only plugins with a `[plugin.NAME]` table are here.
     pub plugin_settings: BTreeMap<String, PluginSettings>,
     /// Emits deeper than this go to dead letters instead of being routed.
@@ -509,6 +530,22 @@ impl Validator<'_> {
         let auth = self.auth(&raw.auth, base);
         let stream = self.stream(&raw.stream);
         let plugin_log = self.log_limit(&raw.plugins);
+        let loading = {
+            let d = LoadLimits::default();
+            LoadLimits {
+                max_file_size: self.size(
+                    &raw.plugins.max_file_size,
+                    "plugins.max_file_size",
+                    1..(1 << 32),
+                    d.max_file_size,
+                ),
+                compile_timeout: self.duration(
+                    &raw.plugins.compile_timeout,
+                    "plugins.compile_timeout",
+                    d.compile_timeout,
+                ),
+            }
+        };
         let mut routes: Vec<Route> = Vec::new();
         let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         for spanned in &raw.routes {
@@ -540,6 +577,7 @@ impl Validator<'_> {
             server,
             plugins_dir,
             default_limits,
+            loading,
             plugin_settings,
             hop_limit,
             max_cascade,

@@ -63,6 +63,10 @@ pub struct RawPlugins {
     /// Plugin log bytes per second, per plugin (0: no limit).
     pub log_bytes: Option<Spanned<RawSize>>,
     pub log_bytes_burst: Option<Spanned<RawSize>>,
+    /// Largest plugin file loaded.
+    pub max_file_size: Option<Spanned<RawSize>>,
+    /// Longest a plugin's compile may take.
+    pub compile_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,6 +2,7 @@
 //! deadlines, bounded stack) and one linker, shared by every plugin.
 
 pub mod cache;
+pub mod compile;
 pub mod failure;
 pub mod host;
 pub mod invoke;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use switchyard_sdk::abi;
 use wasmtime::{ExternType, InstancePre, Module, ValType};
 
+use super::compile::LoadLimits;
 use super::failure;
 use super::host::HostState;
 use super::Runtime;
@@ -41,6 +42,19 @@ pub enum PluginError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("plugin {name:?} ({path}): file of {size} bytes is over the limit of {limit} bytes ([plugins] max_file_size)")]
+    TooLarge {
+        name: String,
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("plugin {name:?} ({path}): did not compile within {limit:?} ([plugins] compile_timeout)")]
+    CompileTimeout {
+        name: String,
+        path: PathBuf,
+        limit: std::time::Duration,
+    },
     #[error("plugin {name:?} ({path}): does not compile: {message}")]
     Compile {
         name: String,
@@ -66,6 +80,8 @@ impl PluginError {
     pub fn plugin(&self) -> &str {
         match self {
             PluginError::Read { name, .. }
+            | PluginError::TooLarge { name, .. }
+            | PluginError::CompileTimeout { name, .. }
             | PluginError::Compile { name, .. }
             | PluginError::Abi { name, .. }
             | PluginError::Instantiate { name, .. } => name,
@@ -191,20 +207,72 @@ fn check_abi(module: &Module) -> Result<(PluginKind, bool), Vec<String>> {
     }
 }
 
+/// Refuses a plugin file over `limit` bytes before reading it (issue 16).
+pub fn check_size(name: &str, path: &Path, limit: u64) -> Result<u64, PluginError> {
+    let size = std::fs::metadata(path)
+        .map_err(|source| PluginError::Read {
+            name: name.into(),
+            path: path.into(),
+            source,
+        })?
+        .len();
+    if size > limit {
+        return Err(PluginError::TooLarge {
+            name: name.into(),
+            path: path.into(),
+            size,
+            limit,
+        });
+    }
+    Ok(size)
+}
+
 impl Plugin {
-    /// Reads, compiles and checks a `.wasm` or `.wat` file.
+    /// Reads, compiles and checks a `.wasm` or `.wat` file, within the
+    /// size and compile-time limits (a compile over time is abandoned on
+    /// its thread: for one-shot commands, `check` and `plugin run`).
     pub fn load(
         rt: &Runtime,
         name: &str,
         path: &Path,
         settings: PluginSettings,
+        limits: LoadLimits,
     ) -> Result<Plugin, PluginError> {
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+        let read_error = |source| PluginError::Read {
             name: name.into(),
             path: path.into(),
             source,
-        })?;
-        Plugin::from_bytes(rt, name, path, &bytes, settings)
+        };
+        check_size(name, path, limits.max_file_size)?;
+        let bytes = std::fs::read(path).map_err(read_error)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (engine, owned) = (rt.engine().clone(), bytes.clone());
+        std::thread::Builder::new()
+            .name("compile".into())
+            .spawn(move || {
+                let _ = tx.send(Module::new(&engine, &owned));
+            })
+            .map_err(read_error)?;
+        let module = match rx.recv_timeout(limits.compile_timeout) {
+            Ok(compiled) => compiled.map_err(|e| PluginError::Compile {
+                name: name.into(),
+                path: path.into(),
+                message: format!("{e:#}"),
+            })?,
+            Err(_) => {
+                return Err(PluginError::CompileTimeout {
+                    name: name.into(),
+                    path: path.into(),
+                    limit: limits.compile_timeout,
+                })
+            }
+        };
+        let file = FileFacts {
+            path,
+            size: bytes.len() as u64,
+            sha256: super::cache::sha256_hex(&bytes),
+        };
+        Plugin::from_module(rt, name, file, module, settings)
     }
 
     /// Compiles and checks a plugin from its bytes (wasm or wat).

@@ -207,3 +207,31 @@ pub fn big_logger(len: usize) -> String {
         &format!(r#"(data (i32.const 32768) "{}")"#, "x".repeat(len)),
     )
 }
+
+/// A valid handler module with `n` extra functions of about 60 bytes of
+/// code each, as wasm bytes: 200,000 of them make the 12.9 MB module of
+/// issue 16, which took 25–43 s to compile.
+pub fn many_functions(n: usize) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut wat = String::with_capacity(n * 200);
+    wat.push_str(
+        r#"(module
+  (memory (export "memory") 1)
+  (func (export "switchyard_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "switchyard_handle") (param i32 i32) (result i32) (i32.const 0))
+"#,
+    );
+    for i in 0..n {
+        let _ = writeln!(
+            wat,
+            "  (func (param i32) (result i32) (local i32)
+    (local.set 1 (i32.mul (local.get 0) (i32.const {i})))
+    (local.set 1 (i32.xor (local.get 1) (i32.const 0x5bd1e995)))
+    (local.set 1 (i32.add (local.get 1) (i32.rotl (local.get 0) (i32.const 13))))
+    (local.set 1 (i32.mul (local.get 1) (i32.const 0x27d4eb2d)))
+    (i32.add (local.get 1) (i32.shr_u (local.get 1) (i32.const 15))))"
+        );
+    }
+    wat.push_str(")\n");
+    wat::parse_str(&wat).expect("the generated module is valid")
+}
