@@ -146,6 +146,7 @@ impl Loader {
             let c = &pending[i];
             let (name, old) = (c.name.clone(), previous.and_then(|p| p.plugins.get(&c.name)));
             let compiled = if c.unstarted.is_some() {
+                self.compiler.want_slot();
                 Compiled::Compiling(format!(
                     "waiting for a compile slot ({MAX_RUNNING} compiles running)"
                 ))

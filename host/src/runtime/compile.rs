@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,8 +93,8 @@ impl Compiler {
 
     /// Starts compiling `bytes` (whose sha256 is `sha256`) unless the same
     /// bytes are already compiling or done; the bytes back when no slot is
-    /// free (a reload is asked for once one frees). The module is looked up
-    /// in, and written to, the cache in `cache_dir`.
+    /// free. The module is looked up in, and written to, the cache in
+    /// `cache_dir`.
     pub fn start(
         &self,
         bytes: Vec<u8>,
@@ -112,7 +112,6 @@ impl Compiler {
         {
             let mut running = lock(&self.running);
             if *running >= MAX_RUNNING {
-                self.slot_wanted.store(true, Relaxed);
                 return Err(bytes);
             }
             *running += 1;
@@ -139,7 +138,7 @@ impl Compiler {
                 *lock(&running) -= 1;
                 let mut state = lock(&job.state);
                 state.result = Some((outcome, job.started.elapsed()));
-                let wanted = state.wanted || slot_wanted.swap(false, Relaxed);
+                let wanted = state.wanted || slot_wanted.swap(false, SeqCst);
                 drop(state);
                 job.done.notify_all();
                 if wanted {
@@ -171,6 +170,16 @@ impl Compiler {
         Ok(())
     }
 
+    /// A load gave up waiting for a slot: ask for a reload once one frees.
+    pub fn want_slot(&self) {
+        self.slot_wanted.store(true, SeqCst);
+        // A slot freed since the attempt: its thread may have looked at the
+        // flag before it was set.
+        if *lock(&self.running) < MAX_RUNNING && self.slot_wanted.swap(false, SeqCst) {
+            (self.notify)();
+        }
+    }
+
     /// The compile of `sha256` (started with [`Compiler::start`]), waiting
     /// for it until `until` at most.
     pub fn collect(&self, sha256: &str, until: Instant) -> Compiled {
@@ -178,6 +187,7 @@ impl Compiler {
             return Compiled::Failed(msg.clone());
         }
         let Some(job) = lock(&self.jobs).get(sha256).cloned() else {
+            self.want_slot();
             return Compiled::Compiling(format!(
                 "waiting for a compile slot ({MAX_RUNNING} compiles running)"
             ));
@@ -229,4 +239,111 @@ impl Compiler {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::runtime::cache::sha256_hex;
+
+    /// A module of `n` small functions; `seed` makes its bytes unique.
+    fn module(n: usize, seed: u32) -> Vec<u8> {
+        let mut wat = format!("(module (func (export \"f\") (result i32) (i32.const {seed}))\n");
+        for i in 0..n {
+            wat += &format!(
+                "(func (param i32) (result i32) (i32.mul (i32.add (local.get 0) (i32.const {i})) (i32.const {seed})))\n"
+            );
+        }
+        wat.push(')');
+        wat.into_bytes()
+    }
+
+    fn compiler() -> (Compiler, Arc<AtomicUsize>, tempfile::TempDir) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let notify = Arc::new(move || {
+            counted.fetch_add(1, SeqCst);
+        });
+        (
+            Compiler::new(&Engine::default(), notify),
+            calls,
+            tempfile::tempdir().unwrap(),
+        )
+    }
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_compile_is_collected_and_a_second_load_of_the_same_bytes_reads_the_cache() {
+        let (c, calls, dir) = compiler();
+        let bytes = module(10, 1);
+        let sha = sha256_hex(&bytes);
+        assert!(c.start(bytes.clone(), &sha, dir.path(), LONG).is_ok());
+        let far = Instant::now() + LONG;
+        assert!(matches!(
+            c.collect(&sha, far),
+            Compiled::Ready(_, Origin::Compiled)
+        ));
+        assert!(c.start(bytes, &sha, dir.path(), LONG).is_ok());
+        assert!(matches!(c.collect(&sha, far), Compiled::Ready(_, Origin::Cached)));
+        assert_eq!(
+            calls.load(SeqCst),
+            0,
+            "nobody stopped waiting: no reload asked for"
+        );
+    }
+
+    #[test]
+    fn a_compile_over_its_time_limit_fails_and_is_not_started_again() {
+        let (c, _, dir) = compiler();
+        let bytes = module(3000, 2);
+        let sha = sha256_hex(&bytes);
+        let limit = Duration::from_millis(1);
+        assert!(c.start(bytes.clone(), &sha, dir.path(), limit).is_ok());
+        let Compiled::Failed(msg) = c.collect(&sha, Instant::now() + LONG) else {
+            panic!("not failed")
+        };
+        assert!(
+            msg.contains("did not compile within 1ms ([plugins] compile_timeout)"),
+            "{msg}"
+        );
+        assert!(c.start(bytes, &sha, dir.path(), LONG).is_ok());
+        assert!(matches!(c.collect(&sha, Instant::now()), Compiled::Failed(_)));
+    }
+
+    #[test]
+    fn at_most_two_compiles_run_and_a_load_that_stopped_waiting_hears_of_the_end() {
+        let (c, calls, dir) = compiler();
+        let mods: Vec<Vec<u8>> = (0..3).map(|i| module(3000, 10 + i)).collect();
+        let shas: Vec<String> = mods.iter().map(|m| sha256_hex(m)).collect();
+        assert!(c.start(mods[0].clone(), &shas[0], dir.path(), LONG).is_ok());
+        assert!(c.start(mods[1].clone(), &shas[1], dir.path(), LONG).is_ok());
+        assert!(
+            c.start(mods[2].clone(), &shas[2], dir.path(), LONG).is_err(),
+            "no third slot"
+        );
+        // A reload that stops waiting at once reports it compiling ...
+        assert!(matches!(
+            c.collect(&shas[0], Instant::now()),
+            Compiled::Compiling(_)
+        ));
+        c.want_slot();
+        // ... and is asked for again once it (and a slot) is done.
+        let t = Instant::now();
+        while calls.load(SeqCst) == 0 {
+            assert!(t.elapsed() < LONG, "never notified");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(matches!(
+            c.collect(&shas[0], Instant::now() + LONG),
+            Compiled::Ready(..)
+        ));
+        assert!(matches!(
+            c.collect(&shas[1], Instant::now() + LONG),
+            Compiled::Ready(..)
+        ));
+        assert!(c.start(mods[2].clone(), &shas[2], dir.path(), LONG).is_ok());
+    }
 }

@@ -581,3 +581,25 @@ async fn a_200k_function_module_compiles_off_the_reload_and_shutdown_paths_withi
     assert!(stop < Duration::from_secs(5), "SIGTERM waited {stop:?}");
     assert!(peak < 1 << 20, "peak RSS {peak} KiB, over 1 GiB");
 }
+
+#[test]
+fn check_names_the_plugin_over_the_size_limit() {
+    let dir = write_setup("", FAST_ROUTE, &[("quick", fixtures::logger())]);
+    let cfg = dir.path().join("router.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[plugins]\n", "[plugins]\nmax_file_size = \"100B\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("plugin \"quick\" (")
+            && err.contains("bytes is over the limit of 100 bytes ([plugins] max_file_size)"),
+        "{err}"
+    );
+}
