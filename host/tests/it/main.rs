@@ -12,6 +12,7 @@ mod conformance;
 mod failures;
 mod harness;
 mod http_ingest;
+mod loading;
 mod metrics;
 mod reload;
 mod routing;

@@ -1,0 +1,273 @@
+//! Issue 16: loading cannot stall the daemon. An oversized module is
+//! refused before it is read; a slow compile runs off the paths that answer
+//! reloads and shutdown and fails at its time limit; SIGHUP while starting
+//! reloads once started, SIGTERM while starting does not wait.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::bounds::outcome;
+use crate::fixtures;
+use crate::harness::{request, write_setup, Binary, TestDaemon};
+
+/// A daemon whose start-up takes about `secs`: a plugin whose start
+/// function sleeps that long (within its own timeout).
+fn slow_start_setup(secs: f64) -> tempfile::TempDir {
+    let toml = r#"
+[plugin.slowstart]
+timeout = "10s"
+
+[[route]]
+name = "all"
+match = { name = "a.*" }
+handlers = ["quick"]
+"#;
+    let ns = (secs * 1e9) as u64;
+    write_setup(
+        "",
+        toml,
+        &[
+            ("slowstart", fixtures::sleeper(ns, 0, true, false)),
+            ("quick", fixtures::logger()),
+        ],
+    )
+}
+
+async fn readyz(addr: std::net::SocketAddr) -> (u16, Value) {
+    let r = request(addr, "GET", "/readyz", &[], Vec::new()).await;
+    (r.status.as_u16(), r.body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_while_starting_reloads_once_started_instead_of_killing_the_daemon() {
+    let dir = slow_start_setup(2.0);
+    let mut daemon = Binary::start_early(&dir.path().join("router.toml"));
+    let (status, body) = readyz(daemon.addr).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("starting")),
+        "{body}"
+    );
+    daemon.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the daemon"
+    );
+    let t = Instant::now();
+    loop {
+        let (status, body) = readyz(daemon.addr).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(body["status"], "starting", "{body}");
+        assert!(t.elapsed() < Duration::from_secs(30), "never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The reload asked for while starting runs once started.
+    let t = Instant::now();
+    loop {
+        let stats = request(daemon.addr, "GET", "/v1/stats", &[], Vec::new())
+            .await
+            .body;
+        if stats["reloads"] == 1 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the reload never ran: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+    assert!(daemon.log_lines().iter().any(|l| l.contains("SIGHUP received")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_starting_does_not_wait_for_loading() {
+    let dir = slow_start_setup(8.0);
+    let mut daemon = Binary::start_early(&dir.path().join("router.toml"));
+    assert_eq!(readyz(daemon.addr).await.1["status"], "starting");
+    let t = Instant::now();
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "SIGTERM waited {:?}",
+        t.elapsed()
+    );
+}
+
+/// Puts `bytes` into the daemon's plugins folder as `<name>.wasm`, whole
+/// (written aside, renamed in).
+fn drop_plugin(dir: &std::path::Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!("{name}.part"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join("plugins").join(format!("{name}.wasm"))).unwrap();
+}
+
+/// Posts `fast.Go` with `?wait=true`; its latency.
+async fn fast_event(addr: std::net::SocketAddr) -> Duration {
+    let t = Instant::now();
+    let json = [("content-type", "application/json")];
+    let r = request(
+        addr,
+        "POST",
+        "/v1/events?wait=true",
+        &json,
+        br#"{"name":"fast.Go"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(outcome(&r.body).0, "ok", "{}", r.body);
+    t.elapsed()
+}
+
+const FAST_ROUTE: &str = r#"
+[[route]]
+name = "fast"
+match = { name = "fast.*" }
+handlers = ["quick"]
+"#;
+
+/// The 200,000-function module against the default size limit: refused at
+/// once, before it is read, with the plugin and the limit named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200k_function_module_over_the_default_size_limit_is_refused_at_once() {
+    let big = fixtures::many_functions(200_000);
+    assert!(big.len() > 8 << 20, "{} bytes", big.len());
+    let mut d = TestDaemon::start(FAST_ROUTE, &[("quick", fixtures::logger())]).await;
+    drop_plugin(d.dir.path(), "big", &big);
+    let t = Instant::now();
+    let r = d.post("/v1/reload", None, "").await;
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "reload took {:?}",
+        t.elapsed()
+    );
+    let error = r.body["failed"]["big"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.starts_with("plugin \"big\" (")
+            && error.ends_with(&format!(
+                "file of {} bytes is over the limit of 8388608 bytes ([plugins] max_file_size)",
+                big.len()
+            )),
+        "{}",
+        r.body
+    );
+    assert!(fast_event(d.addr).await < Duration::from_secs(2));
+    d.shutdown().await;
+}
+
+/// Within a raised size limit, the same module compiles off the reload
+/// path: reloads answer `compiling` at once, events keep flowing, the
+/// compile fails at `compile_timeout`, and SIGTERM does not wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200k_function_module_compiles_off_the_reload_and_shutdown_paths_within_its_time_limit() {
+    let big = fixtures::many_functions(200_000);
+    let dir = write_setup("workers = 2", FAST_ROUTE, &[("quick", fixtures::logger())]);
+    let cfg = dir.path().join("router.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[plugins]\n",
+        "[plugins]\nmax_file_size = \"16MiB\"\ncompile_timeout = \"3s\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut daemon = Binary::start(&cfg);
+    let addr = daemon.addr;
+    let rss_before = daemon.peak_rss_kib();
+    let dropped = Instant::now();
+    drop_plugin(dir.path(), "big", &big);
+    // Past the settle time, so that this reload takes the file as written.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t = Instant::now();
+    let r = request(addr, "POST", "/v1/reload", &[], Vec::new()).await;
+    let reload = t.elapsed();
+    assert!(
+        reload < Duration::from_secs(5),
+        "a reload waited {reload:?} for a compile"
+    );
+    let compiling = r.body["compiling"]["big"].is_string();
+    let over_time = r.body["failed"]["big"]
+        .as_str()
+        .is_some_and(|e| e.contains("compile_timeout"));
+    assert!(compiling || over_time, "{}", r.body);
+
+    // Events flow meanwhile, until the compile is over its time limit and
+    // the plugin is listed with the error naming it.
+    let mut slowest = Duration::ZERO;
+    let error = loop {
+        slowest = slowest.max(fast_event(addr).await);
+        let listing = request(addr, "GET", "/v1/plugins", &[], Vec::new()).await.body;
+        let big = listing["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "big")
+            .cloned();
+        if let Some(e) = big.as_ref().and_then(|b| b["error"].as_str()) {
+            break e.to_string();
+        }
+        assert!(dropped.elapsed() < Duration::from_secs(20), "no outcome: {big:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let failed_after = dropped.elapsed();
+    assert!(
+        error.contains("plugin \"big\"")
+            && error.contains("did not compile within 3s ([plugins] compile_timeout)"),
+        "{error}"
+    );
+    assert!(
+        failed_after < Duration::from_secs(10),
+        "failed after {failed_after:?}"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a good handler waited {slowest:?}"
+    );
+
+    // The abandoned compile is still running (it takes 25 s or more); a
+    // reload and SIGTERM do not wait for it.
+    let t = Instant::now();
+    let r = request(addr, "POST", "/v1/reload", &[], Vec::new()).await;
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(r.body["failed"]["big"]
+        .as_str()
+        .unwrap()
+        .contains("compile_timeout"));
+    let peak = daemon.peak_rss_kib();
+    let t = Instant::now();
+    let status = daemon.terminate().await;
+    let stop = t.elapsed();
+    eprintln!(
+        "200k functions ({} bytes): reload answered in {reload:?}, failed after {failed_after:?}, \
+         slowest good event {slowest:?}, SIGTERM took {stop:?}, peak RSS {peak} KiB (before: {rss_before} KiB)",
+        big.len()
+    );
+    assert!(status.success(), "{status:?}");
+    assert!(stop < Duration::from_secs(5), "SIGTERM waited {stop:?}");
+    assert!(peak < 1 << 20, "peak RSS {peak} KiB, over 1 GiB");
+}
+
+#[test]
+fn check_names_the_plugin_over_the_size_limit() {
+    let dir = write_setup("", FAST_ROUTE, &[("quick", fixtures::logger())]);
+    let cfg = dir.path().join("router.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[plugins]\n", "[plugins]\nmax_file_size = \"100B\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("plugin \"quick\" (")
+            && err.contains("bytes is over the limit of 100 bytes ([plugins] max_file_size)"),
+        "{err}"
+    );
+}
