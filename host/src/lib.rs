@@ -10,11 +10,14 @@
 //!   behind).
 //! - [`envelope`]: the event envelope, ids, times, the CloudEvents mapping.
 //! - [`dispatch`]: the bounded queue, admission (503 when full), the worker
-//!   threads that run handlers, emitted-event cascades and hop limit.
+//!   threads that run handlers, emitted-event cascades, hop limit and
+//!   cascade budget.
 //! - [`router`]: the pure function from (routes, event) to routes; name and
 //!   source globs, [`version`] ranges, data/meta predicates, `require`.
 //! - [`runtime`]: the wasm sandbox: engine, ABI check at load, per-event
-//!   stores with fuel, memory cap, deadline; host imports; failure kinds.
+//!   stores with fuel, memory cap, deadline (also over host calls that
+//!   wait: [`runtime::poll`]); host imports; failure kinds; compiles off
+//!   the reload path within size and time limits ([`runtime::compile`]).
 //! - [`sinks`]: where routed events are written (file, stdout, and
 //!   [`sinks::http`] webhooks: batched, retried, dead-lettered).
 //! - [`dead_letter`]: the NDJSON log of every failure, with the event.
@@ -32,7 +35,7 @@
 //! - [`watcher`]: notices changes to plugins and config; asks for a reload.
 //! - [`daemon`]: wiring, readiness and graceful shutdown; [`stats`]: plain
 //!   counters; [`metrics`]: labelled metrics and the Prometheus exposition;
-//!   [`log_limit`]: the per-plugin rate limit on log lines.
+//!   [`log_limit`]: the per-plugin rate limit on log lines and bytes.
 //! - [`check`] and [`plugin_run`]: the `check` and `plugin run` commands;
 //!   [`cli`]: the client commands `send`, `tail` and `dead-letter
 //!   list|replay` (with [`cli::marks`], the record of replayed lines).

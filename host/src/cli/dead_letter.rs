@@ -51,7 +51,7 @@ pub struct Filter {
     pub plugin: Option<String>,
     /// Only this kind: a failure kind (trap, out_of_fuel, timeout, memory_limit,
     /// stack_overflow, handler_error, bad_abi) or a reason (missing_keys,
-    /// hop_limit, unavailable, sink_error).
+    /// hop_limit, cascade_limit, unavailable, sink_error).
     #[arg(long)]
     pub kind: Option<String>,
 }
