@@ -118,12 +118,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            rt.block_on(async {
+            let stopped = rt.block_on(async {
                 let daemon = Daemon::start(cfg).await?;
                 daemon::signal().await?;
                 daemon.shutdown().await
             })?;
-            Ok(ExitCode::SUCCESS)
+            // Something accepted could not be written where it belonged:
+            // the exit code says so (issue 17).
+            Ok(if stopped.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(daemon::EXIT_UNWRITTEN)
+            })
         }
         Command::Check { config } => match switchyard::check::check(&config) {
             Ok(summary) => {

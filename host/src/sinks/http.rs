@@ -35,12 +35,11 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::{Sink, SinkContext};
+use super::{Sink, SinkContext, SinkError};
 use crate::config::{BatchFormat, HttpSinkConfig};
 use crate::dead_letter::reason;
 use crate::envelope::Event;
 use crate::metrics::SinkMetrics;
-use crate::stats::Stats;
 
 /// How long delivery may go on after shutdown begins.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -150,14 +149,15 @@ impl Inner {
 }
 
 impl Sink for HttpSink {
-    fn write(&self, event_json: &[u8]) -> io::Result<()> {
+    fn write(&self, event_json: &[u8]) -> Result<(), SinkError> {
         let inner = &self.inner;
         let waiting = inner.pending.load(Relaxed);
         if waiting >= inner.config.max_pending {
-            return Err(io::Error::other(format!(
+            let error = io::Error::other(format!(
                 "{waiting} events already wait for delivery to {} (max_pending); this one was not taken",
                 inner.config.url
-            )));
+            ));
+            return Err(SinkError::one(error, event_json));
         }
         let full = {
             let mut batch = lock(&inner.batch);
@@ -177,20 +177,25 @@ impl Sink for HttpSink {
             if let Err(mut back) = inner.send(full) {
                 // This event is the last one; the caller dead-letters it.
                 back.pop();
-                return Err(self.refuse(back, 1));
+                let error = self.refuse(back, 1);
+                return Err(SinkError::one(error, event_json));
             }
         }
         Ok(())
     }
 
-    fn flush(&self) -> io::Result<()> {
+    fn flush(&self) -> Result<(), SinkError> {
         let rest = std::mem::take(&mut *lock(&self.inner.batch));
         if rest.is_empty() {
             return Ok(());
         }
         match self.inner.send(rest) {
             Ok(()) => Ok(()),
-            Err(back) => Err(self.refuse(back, 0)),
+            // Already dead-lettered: nothing is handed back.
+            Err(back) => Err(SinkError {
+                error: self.refuse(back, 0),
+                unwritten: Vec::new(),
+            }),
         }
     }
 }
@@ -431,24 +436,19 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 fn dead_letter(ctx: &SinkContext, sink: &str, batch: &[Bytes], message: &str) {
     let dl = &ctx.dead_letters;
     for json in batch {
-        let written = match serde_json::from_slice::<Event>(json) {
-            Ok(event) => dl.write_sink(&event, sink, message).map_err(|e| e.to_string()),
-            Err(e) => Err(format!("not an envelope: {e}")),
-        };
-        match written {
-            Ok(()) => {
+        match serde_json::from_slice::<Event>(json) {
+            // A failed write is counted, and the letters it could not write
+            // are carried in the log, by the dead-letter log itself.
+            Ok(event) => {
+                let _ = dl.write_sink(&event, None, sink, message);
                 ctx.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
             Err(e) => {
-                Stats::add(&ctx.stats.dead_letter_errors, 1);
-                tracing::error!(sink, path = %dl.path().display(), error = %e, message, "cannot write dead letter; the event is only in this log line: {}", String::from_utf8_lossy(json));
+                tracing::error!(sink, error = %e, message, event = %String::from_utf8_lossy(json), "an undeliverable event is not an envelope; it is whole in this log line");
             }
         };
     }
-    if let Err(e) = dl.flush() {
-        Stats::add(&ctx.stats.dead_letter_errors, 1);
-        tracing::error!(path = %dl.path().display(), error = %e, "cannot flush dead letters");
-    }
+    let _ = dl.flush();
 }
 
 #[cfg(test)]
