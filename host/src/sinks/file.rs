@@ -271,7 +271,7 @@ mod tests {
         full.flush().unwrap();
         // Past the buffer's capacity, a write hands back the earlier lines
         // it could not write, and keeps its own.
-        let big = vec![b'x'; CAPACITY - 10];
+        let big = vec![b'x'; CAPACITY - 4];
         full.write(&big).unwrap();
         let e = full.write(b"{\"c\":3}").unwrap_err();
         assert_eq!(e.unwritten, vec![big]);

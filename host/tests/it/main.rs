@@ -9,6 +9,7 @@ mod cli;
 mod client_cli;
 mod conformance;
 mod failures;
+mod faults;
 mod harness;
 mod http_ingest;
 mod metrics;
