@@ -114,6 +114,11 @@ path = "{sink}"
 
 /// Posts `n` events named `name` in batches of 100; returns their ids.
 async fn post(d: &Binary, name: &str, n: usize) -> BTreeSet<String> {
+    post_to(d, "/v1/events", name, n).await
+}
+
+/// Like [`post`], to `path` (`?wait=true`: answered once written).
+async fn post_to(d: &Binary, path: &str, name: &str, n: usize) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     for start in (0..n).step_by(100) {
         let batch: Vec<Value> = (start..n.min(start + 100))
@@ -122,12 +127,12 @@ async fn post(d: &Binary, name: &str, n: usize) -> BTreeSet<String> {
         let r = request(
             d.addr,
             "POST",
-            "/v1/events",
+            path,
             &[("content-type", "application/json")],
             Value::Array(batch).to_string().into_bytes(),
         )
         .await;
-        assert_eq!(r.status, 202, "{}", r.body);
+        assert!(r.status.is_success(), "{}", r.body);
         for id in r.body["ids"].as_array().unwrap() {
             ids.insert(id.as_str().unwrap().to_string());
         }
@@ -271,4 +276,76 @@ async fn when_every_write_fails_each_letter_is_whole_in_the_log_and_counted_once
     }
     assert_eq!(reported_lost(&d), 300);
     assert_each_once(&accepted, &[&event_ids(&letters)]);
+}
+
+fn line_count(path: &Path) -> usize {
+    whole_lines(path).len()
+}
+
+fn signal(d: &Binary, sig: &str) {
+    let pid = d.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// logrotate's `create` + `postrotate kill -HUP`, then a plain `rm`, then
+/// `rm` + `POST /v1/reload`: the file sink and the dead-letter log write to
+/// a new file at their path each time, never into the renamed or deleted
+/// one (issue 17, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_or_deleted_sink_files_and_dead_letter_log_are_written_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "dead.ndjson", "out.ndjson");
+    let (out, dead) = (dir.path().join("out.ndjson"), dir.path().join("dead.ndjson"));
+    let mut d = Binary::start(&config);
+    let wait = "/v1/events?wait=true";
+    post_to(&d, wait, "sink.Event", 10).await;
+    post_to(&d, wait, "trap.Event", 10).await;
+    assert_eq!((line_count(&out), line_count(&dead)), (10, 10));
+
+    // Rotated: renamed, then SIGHUP. The new files exist at once.
+    std::fs::rename(&out, dir.path().join("out.ndjson.1")).unwrap();
+    std::fs::rename(&dead, dir.path().join("dead.ndjson.1")).unwrap();
+    signal(&d, "-HUP");
+    wait_for("SIGHUP to reopen the files", || out.exists() && dead.exists()).await;
+    post_to(&d, wait, "sink.Event", 20).await;
+    post_to(&d, wait, "trap.Event", 20).await;
+    assert_eq!((line_count(&out), line_count(&dead)), (20, 20));
+    assert_eq!(line_count(&dir.path().join("out.ndjson.1")), 10);
+    assert_eq!(line_count(&dir.path().join("dead.ndjson.1")), 10);
+
+    // Deleted, no signal: noticed by the next write.
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&dead).unwrap();
+    let sunk = post_to(&d, wait, "sink.Event", 100).await;
+    let trapped = post_to(&d, wait, "trap.Event", 100).await;
+    let ids = |p: &Path, f: fn(&Value) -> &Value| -> BTreeSet<String> {
+        whole_lines(p).iter().map(|v| f(v).as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&out, |v| &v["id"]), sunk);
+    assert_eq!(ids(&dead, |v| &v["event"]["id"]), trapped);
+
+    // Deleted, then a reload: new files at once.
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&dead).unwrap();
+    let r = request(d.addr, "POST", "/v1/reload", &[], Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(out.exists() && dead.exists(), "a reload reopens the files");
+    post_to(&d, wait, "sink.Event", 5).await;
+    assert_eq!(line_count(&out), 5);
+    let status = d.terminate().await;
+    assert!(status.success(), "{status}");
+    let log = d.log_lines().join("\n");
+    assert!(log.contains("deleted or renamed away"), "the switch is logged: {log}");
 }
