@@ -266,7 +266,7 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
     let mut retry_after: Option<Duration> = None;
     for attempt in 1..=attempts {
         if attempt > 1 {
-            let delay = backoff(c.backoff, c.max_backoff, attempt - 1, retry_after);
+            let delay = backoff(c.backoff, c.max_backoff, attempt - 1, retry_after, c.max_retry_after);
             if !sleep_unless_closed(inner, delay).await {
                 return Err(format!(
                     "{last} (attempt {} of {attempts}); not retried: the daemon is shutting down",
@@ -295,7 +295,10 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
         let outcome = tokio::time::timeout(c.timeout, async {
             let resp = client.request(req).await?;
             let status = resp.status();
-            let after = resp.headers().get(RETRY_AFTER).and_then(parse_retry_after);
+            let after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
             // Read the answer so the connection can be reused; keep a bit of
             // it to quote when the receiver refuses the batch.
             let text = match Limited::new(resp.into_body(), 64 << 10).collect().await {
@@ -317,6 +320,9 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
                     return Err(format!("{last} (not retried: the receiver refused the batch)"));
                 }
                 retry_after = after;
+                if let Some(asked) = after.filter(|a| *a > c.max_retry_after) {
+                    tracing::warn!(sink = %inner.name, asked_s = asked.as_secs(), max_retry_after_s = c.max_retry_after.as_secs(), "the receiver asked to wait longer than max_retry_after; retrying after max_retry_after");
+                }
             }
             Ok(Err(e)) => last = error_chain(&e),
             Err(_) => {
@@ -386,29 +392,39 @@ fn retryable(status: StatusCode) -> bool {
         || status == StatusCode::TOO_MANY_REQUESTS
 }
 
-/// Delay before retry `n` (1-based): `base · 2ⁿ⁻¹`, capped, then drawn
-/// uniformly from its upper half so that many senders do not retry in
-/// step; at least what the receiver asked for with `Retry-After` (capped
-/// too).
-pub fn backoff(base: Duration, cap: Duration, n: u32, retry_after: Option<Duration>) -> Duration {
+/// Delay before retry `n` (1-based): `base · 2ⁿ⁻¹`, capped at `cap`
+/// (`max_backoff`), then drawn uniformly from its upper half so that many
+/// senders do not retry in step; and at least what the receiver asked for
+/// with `Retry-After`, up to `max_retry_after`, which may exceed
+/// `max_backoff` (issue 17: a 429 asking for 2 s with `max_backoff = "1s"`
+/// waits 2 s).
+pub fn backoff(
+    base: Duration,
+    cap: Duration,
+    n: u32,
+    retry_after: Option<Duration>,
+    max_retry_after: Duration,
+) -> Duration {
     let exp = base.saturating_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX));
     let d = exp.min(cap);
     let half = d / 2;
     let jittered = half + half.mul_f64(fastrand::f64());
     match retry_after {
-        Some(asked) => jittered.max(asked.min(cap)),
+        Some(asked) => jittered.max(asked.min(max_retry_after)),
         None => jittered,
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is ignored).
-fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
-    v.to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date, taken
+/// as the time from `now` until then (zero when past). Anything else is
+/// ignored.
+fn parse_retry_after(v: &HeaderValue, now: std::time::SystemTime) -> Option<Duration> {
+    let text = v.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 fn quote(text: &str) -> String {
@@ -458,6 +474,7 @@ mod tests {
     #[test]
     fn backoff_doubles_caps_and_jitters() {
         let (base, cap) = (Duration::from_millis(100), Duration::from_secs(1));
+        let backoff = |base, cap, n, asked| backoff(base, cap, n, asked, Duration::from_secs(60));
         for _ in 0..100 {
             let d1 = backoff(base, cap, 1, None);
             assert!(
@@ -474,8 +491,28 @@ mod tests {
             assert!(backoff(base, cap, 40, None) <= cap, "no overflow past 2^32");
             let asked = backoff(base, cap, 1, Some(Duration::from_millis(700)));
             assert!(asked >= Duration::from_millis(700) && asked <= cap, "{asked:?}");
-            assert!(backoff(base, cap, 1, Some(Duration::from_secs(60))) <= cap);
+            let beyond = backoff(base, cap, 1, Some(Duration::from_secs(2)));
+            assert_eq!(beyond, Duration::from_secs(2), "Retry-After beyond max_backoff is honoured");
+            assert_eq!(
+                backoff(base, cap, 1, Some(Duration::from_secs(3600))),
+                Duration::from_secs(60),
+                "up to max_retry_after"
+            );
         }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let parse = |s: &str| parse_retry_after(&HeaderValue::from_str(s).unwrap(), now);
+        assert_eq!(parse("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse("Sun, 06 Nov 1994 08:49:40 GMT"), Some(Duration::from_secs(3)));
+        assert_eq!(parse("Sunday, 06-Nov-94 08:49:47 GMT"), Some(Duration::from_secs(10)), "RFC 850 form");
+        assert_eq!(parse("Sun Nov  6 08:50:37 1994"), Some(Duration::from_secs(60)), "asctime form");
+        assert_eq!(parse("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO), "in the past");
+        assert_eq!(parse("-1"), None);
+        assert_eq!(parse("soon"), None);
     }
 
     #[test]
