@@ -18,4 +18,5 @@ mod routing;
 mod shutdown;
 mod stream;
 mod tail;
+mod tail_start_at;
 mod webhook;
