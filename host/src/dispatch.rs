@@ -7,6 +7,7 @@
 //! flushed. Replies (`?wait=true`, tail checkpoints) are sent only then.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
@@ -92,6 +93,11 @@ pub struct EventReport {
     pub handlers: Vec<HandlerResult>,
     /// Ids of events emitted (directly or further down) and routed.
     pub emitted: Vec<String>,
+    /// A dead letter may not have reached the dead-letter log while this
+    /// event was handled (it is then whole in the daemon's log): a durable
+    /// producer (a tail checkpoint) must not pass the event (issue 17).
+    #[serde(skip)]
+    pub unwritten: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -354,6 +360,8 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
     // The snapshot the kept instances were last checked against: after a
     // reload, those of plugin versions no longer loaded are dropped.
     let mut seen: *const Snapshot = std::ptr::null();
+    // Letters lost before the events in `done` were handled.
+    let mut lost_before = 0;
     loop {
         // Never block with replies pending: another worker may have taken
         // the job that made the queue look non-empty, and a producer that
@@ -366,13 +374,16 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
                 Ok(job) => Some(job),
                 Err(crossbeam_channel::TryRecvError::Empty) => {
                     let snapshot = shared.snapshot.load_full();
-                    complete(shared, &snapshot, &mut done, &mut reports);
+                    complete(shared, &snapshot, &mut done, &mut reports, lost_before);
                     continue;
                 }
                 Err(crossbeam_channel::TryRecvError::Disconnected) => None,
             }
         };
         let Some(job) = job else { break };
+        if done.is_empty() {
+            lost_before = shared.stats.dead_letters_lost.load(Relaxed);
+        }
         let snapshot = shared.snapshot.load_full();
         if !std::ptr::eq(seen, Arc::as_ptr(&snapshot)) {
             seen = Arc::as_ptr(&snapshot);
@@ -384,19 +395,22 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
         done.push(job.reply);
         reports.push(report);
         if rx.is_empty() || done.len() >= MAX_PENDING_REPLIES {
-            complete(shared, &snapshot, &mut done, &mut reports);
+            complete(shared, &snapshot, &mut done, &mut reports, lost_before);
         }
     }
     let snapshot = shared.snapshot.load_full();
-    complete(shared, &snapshot, &mut done, &mut reports);
+    complete(shared, &snapshot, &mut done, &mut reports, lost_before);
 }
 
 /// Flushes what the finished events wrote, then tells their producers.
+/// When letters were lost since `lost_before` (by this worker's flush or
+/// another's), each report says so: one of them may be these events'.
 fn complete(
     shared: &Shared,
     snapshot: &Snapshot,
     done: &mut Vec<Option<oneshot::Sender<EventReport>>>,
     reports: &mut Vec<EventReport>,
+    lost_before: u64,
 ) {
     for (name, sink) in &snapshot.sinks {
         if let Err(e) = sink.flush() {
@@ -406,6 +420,11 @@ fn complete(
     // Letters that cannot be written are counted and carried in the log by
     // the dead-letter log itself.
     let _ = shared.dead_letters.flush();
+    if shared.stats.dead_letters_lost.load(Relaxed) > lost_before {
+        for r in reports.iter_mut() {
+            r.unwritten = true;
+        }
+    }
     // The events are handled: they leave the queue before anyone is told,
     // so a producer that reads the queue depth after its answer sees them gone.
     shared.permits.add_permits(done.len());
@@ -448,6 +467,7 @@ fn handle_event(
             routes: Vec::new(),
             handlers: Vec::new(),
             emitted: Vec::new(),
+            unwritten: false,
         },
         detailed,
     };

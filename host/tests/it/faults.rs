@@ -349,3 +349,37 @@ async fn rotated_or_deleted_sink_files_and_dead_letter_log_are_written_anew() {
     let log = d.log_lines().join("\n");
     assert!(log.contains("deleted or renamed away"), "the switch is logged: {log}");
 }
+
+/// A tail source is a durable producer: when the letters of its lines
+/// cannot be written (sink and dead-letter log both on /dev/full), its
+/// checkpoint stays before those lines, and the next start reads them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_checkpoint_never_passes_lines_whose_letters_were_lost() {
+    let tail = r#"
+[[source.tail]]
+path = "logs/app.log"
+start_at = "beginning"
+"#;
+    let mut t = crate::tail::Tail::setup(tail, "");
+    let log = t.path("logs/app.log");
+    crate::tail::append(&log, &crate::tail::lines(0..50));
+    std::os::unix::fs::symlink("/dev/full", t.path("out.ndjson")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", t.path("dead.ndjson")).unwrap();
+    t.start().await;
+    t.wait(20, "the lines to be read", |t| t.stats()["lines"] == 50).await;
+    t.stop().await;
+    let checkpoint = std::fs::read_dir(t.path("data/tail"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let cp: Value = serde_json::from_slice(&std::fs::read(checkpoint).unwrap()).unwrap();
+    assert_eq!(cp["files"][0]["offset"], 0, "nothing was written anywhere: {cp}");
+
+    std::fs::remove_file(t.path("out.ndjson")).unwrap();
+    std::fs::remove_file(t.path("dead.ndjson")).unwrap();
+    t.start().await;
+    t.wait(20, "the lines read again", |t| t.handled() >= 50).await;
+    t.stop().await;
+    crate::tail::assert_exactly_once(&t.counts(), 0..50);
+}

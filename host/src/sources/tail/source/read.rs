@@ -300,6 +300,15 @@ impl Source {
         while let Some(b) = self.in_flight.front_mut() {
             while b.next < b.replies.len() {
                 match Pin::new(&mut b.replies[b.next]).poll(&mut cx) {
+                    Poll::Ready(Ok(report)) if report.unwritten => {
+                        let file = self
+                            .tailers
+                            .iter()
+                            .find(|t| t.key == b.tailer)
+                            .map(|t| t.path.display().to_string());
+                        tracing::error!(file = ?file, before = b.end, "a dead letter of these lines could not be written (it is in the daemon's log); the checkpoint stays before them");
+                        return Err(Halt::Failed);
+                    }
                     Poll::Ready(Ok(_)) => b.next += 1,
                     Poll::Ready(Err(_)) => {
                         let file = self
