@@ -147,7 +147,13 @@ impl DeadLetters {
 
     /// An event a sink could not write or deliver, as `kind = "sink_error"`,
     /// with the route that sent it there when known.
-    pub fn write_sink(&self, event: &Event, route: Option<&str>, sink: &str, message: &str) -> io::Result<()> {
+    pub fn write_sink(
+        &self,
+        event: &Event,
+        route: Option<&str>,
+        sink: &str,
+        message: &str,
+    ) -> io::Result<()> {
         let letter = DeadLetter {
             time: envelope::now(),
             event,

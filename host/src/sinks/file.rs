@@ -39,6 +39,11 @@ struct State {
     id: (u64, u64),
     /// Whole lines, each ending in `\n`, not written yet.
     buf: Vec<u8>,
+    /// The first fsync that failed. The kernel reports a failed writeback
+    /// once and then drops the error (and possibly the pages): the next
+    /// fsync succeeds without the lost lines. So after one failure nothing
+    /// written to this sink counts as durable again in this process.
+    sync_failed: Option<String>,
 }
 
 /// Opens `path` for appending, creating it and its directory, and ends a
@@ -89,6 +94,7 @@ impl NdjsonFile {
                 file,
                 id,
                 buf: Vec::with_capacity(CAPACITY),
+                sync_failed: None,
             }),
         })
     }
@@ -122,8 +128,12 @@ impl NdjsonFile {
         match std::fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == s.id => return Ok(()),
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Ok(()),
-            Ok(_) => tracing::warn!(path = %self.path.display(), "the file at this path was replaced; writing to the new one"),
-            Err(_) => tracing::warn!(path = %self.path.display(), "the file was deleted or renamed away; writing to a new one at its path"),
+            Ok(_) => {
+                tracing::warn!(path = %self.path.display(), "the file at this path was replaced; writing to the new one")
+            }
+            Err(_) => {
+                tracing::warn!(path = %self.path.display(), "the file was deleted or renamed away; writing to a new one at its path")
+            }
         }
         let (file, id) = open_file(&self.path)?;
         s.file = file;
@@ -210,13 +220,28 @@ impl Sink for NdjsonFile {
     }
 
     /// Fsyncs what was written. Lines still buffered belong to events not
-    /// yet complete; their workers flush them.
+    /// yet complete; their workers flush them. Fails for good once an fsync
+    /// has failed (see `sync_failed`).
     fn sync(&self) -> io::Result<()> {
-        match self.lock().file.sync_data() {
+        let mut s = self.lock();
+        let result = match s.file.sync_data() {
             // EINVAL: a device such as /dev/null, which has nothing to make
             // durable and must not hold back tail checkpoints.
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
-            r => r.map_err(|e| io::Error::new(e.kind(), format!("cannot fsync {}: {e}", self.path.display()))),
+            r => {
+                r.map_err(|e| io::Error::new(e.kind(), format!("cannot fsync {}: {e}", self.path.display())))
+            }
+        };
+        match (&s.sync_failed, result) {
+            (None, Err(e)) => {
+                s.sync_failed = Some(e.to_string());
+                Err(e)
+            }
+            (Some(first), Ok(())) => Err(io::Error::other(format!(
+                "{first} earlier; lines written before it may be lost, so nothing written to {} counts as durable until a restart",
+                self.path.display()
+            ))),
+            (_, r) => r,
         }
     }
 
@@ -294,7 +319,11 @@ mod tests {
         std::fs::write(&path, b"other\n").unwrap();
         f.write(b"3").unwrap();
         f.flush().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"other\n3\n", "replaced: the new file");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"other\n3\n",
+            "replaced: the new file"
+        );
         assert_eq!(std::fs::read(&moved).unwrap(), b"2\n");
         std::fs::rename(&path, &moved).unwrap();
         f.reopen().unwrap();

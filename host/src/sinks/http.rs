@@ -266,7 +266,13 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
     let mut retry_after: Option<Duration> = None;
     for attempt in 1..=attempts {
         if attempt > 1 {
-            let delay = backoff(c.backoff, c.max_backoff, attempt - 1, retry_after, c.max_retry_after);
+            let delay = backoff(
+                c.backoff,
+                c.max_backoff,
+                attempt - 1,
+                retry_after,
+                c.max_retry_after,
+            );
             if !sleep_unless_closed(inner, delay).await {
                 return Err(format!(
                     "{last} (attempt {} of {attempts}); not retried: the daemon is shutting down",
@@ -492,7 +498,11 @@ mod tests {
             let asked = backoff(base, cap, 1, Some(Duration::from_millis(700)));
             assert!(asked >= Duration::from_millis(700) && asked <= cap, "{asked:?}");
             let beyond = backoff(base, cap, 1, Some(Duration::from_secs(2)));
-            assert_eq!(beyond, Duration::from_secs(2), "Retry-After beyond max_backoff is honoured");
+            assert_eq!(
+                beyond,
+                Duration::from_secs(2),
+                "Retry-After beyond max_backoff is honoured"
+            );
             assert_eq!(
                 backoff(base, cap, 1, Some(Duration::from_secs(3600))),
                 Duration::from_secs(60),
@@ -507,10 +517,25 @@ mod tests {
         let parse = |s: &str| parse_retry_after(&HeaderValue::from_str(s).unwrap(), now);
         assert_eq!(parse("120"), Some(Duration::from_secs(120)));
         assert_eq!(parse(" 0 "), Some(Duration::ZERO));
-        assert_eq!(parse("Sun, 06 Nov 1994 08:49:40 GMT"), Some(Duration::from_secs(3)));
-        assert_eq!(parse("Sunday, 06-Nov-94 08:49:47 GMT"), Some(Duration::from_secs(10)), "RFC 850 form");
-        assert_eq!(parse("Sun Nov  6 08:50:37 1994"), Some(Duration::from_secs(60)), "asctime form");
-        assert_eq!(parse("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO), "in the past");
+        assert_eq!(
+            parse("Sun, 06 Nov 1994 08:49:40 GMT"),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse("Sunday, 06-Nov-94 08:49:47 GMT"),
+            Some(Duration::from_secs(10)),
+            "RFC 850 form"
+        );
+        assert_eq!(
+            parse("Sun Nov  6 08:50:37 1994"),
+            Some(Duration::from_secs(60)),
+            "asctime form"
+        );
+        assert_eq!(
+            parse("Sun, 06 Nov 1994 08:00:00 GMT"),
+            Some(Duration::ZERO),
+            "in the past"
+        );
         assert_eq!(parse("-1"), None);
         assert_eq!(parse("soon"), None);
     }

@@ -178,7 +178,11 @@ fn reported_lost(d: &Binary) -> u64 {
     d.log_lines()
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["message"].as_str().is_some_and(|m| m.starts_with("shutdown complete, but")))
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("shutdown complete, but"))
+        })
         .and_then(|v| v["dead_letters_lost"].as_u64())
         .expect("the shutdown line says what could not be written")
 }
@@ -188,7 +192,10 @@ fn assert_each_once(accepted: &BTreeSet<String>, places: &[&[String]]) {
     let all: Vec<&String> = places.iter().flat_map(|p| p.iter()).collect();
     let unique: BTreeSet<String> = all.iter().map(|s| s.to_string()).collect();
     assert_eq!(all.len(), unique.len(), "an event is in two places");
-    assert_eq!(&unique, accepted, "every accepted event is somewhere, and nothing else");
+    assert_eq!(
+        &unique, accepted,
+        "every accepted event is somewhere, and nothing else"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +213,12 @@ async fn a_full_dead_letter_disk_loses_no_letter_and_leaves_no_torn_line() {
     assert_eq!(status.code(), Some(3), "something could not be written: {status}");
     let in_file = event_ids(&whole_lines(&disk.path.join("dead.ndjson")));
     let in_log = event_ids(&letters_in_log(&d));
-    assert!(!in_file.is_empty() && !in_log.is_empty(), "the disk filled mid-run: {} in the file, {} in the log", in_file.len(), in_log.len());
+    assert!(
+        !in_file.is_empty() && !in_log.is_empty(),
+        "the disk filled mid-run: {} in the file, {} in the log",
+        in_file.len(),
+        in_log.len()
+    );
     assert_eq!(reported_lost(&d), in_log.len() as u64);
     assert_each_once(&accepted, &[&in_file, &in_log]);
 }
@@ -232,10 +244,16 @@ async fn a_full_sink_disk_sends_what_it_cannot_take_to_dead_letters() {
         assert_eq!(l["kind"], "sink_error", "{l}");
         assert_eq!(l["sink"], "out", "{l}");
         let m = l["message"].as_str().unwrap();
-        assert!(m.contains("small/out.ndjson") && m.contains("No space left"), "{m}");
+        assert!(
+            m.contains("small/out.ndjson") && m.contains("No space left"),
+            "{m}"
+        );
     }
     let in_letters = event_ids(&letters);
-    assert!(!in_sink.is_empty() && !in_letters.is_empty(), "the disk filled mid-run");
+    assert!(
+        !in_sink.is_empty() && !in_letters.is_empty(),
+        "the disk filled mid-run"
+    );
     assert!(letters_in_log(&d).is_empty(), "the dead-letter log had room");
     assert_each_once(&accepted, &[&in_sink, &in_letters]);
 }
@@ -294,7 +312,10 @@ fn signal(d: &Binary, sig: &str) {
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let t = Instant::now();
     while !done() {
-        assert!(t.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -331,7 +352,10 @@ async fn rotated_or_deleted_sink_files_and_dead_letter_log_are_written_anew() {
     let sunk = post_to(&d, wait, "sink.Event", 100).await;
     let trapped = post_to(&d, wait, "trap.Event", 100).await;
     let ids = |p: &Path, f: fn(&Value) -> &Value| -> BTreeSet<String> {
-        whole_lines(p).iter().map(|v| f(v).as_str().unwrap().to_string()).collect()
+        whole_lines(p)
+            .iter()
+            .map(|v| f(v).as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(ids(&out, |v| &v["id"]), sunk);
     assert_eq!(ids(&dead, |v| &v["event"]["id"]), trapped);
@@ -347,7 +371,10 @@ async fn rotated_or_deleted_sink_files_and_dead_letter_log_are_written_anew() {
     let status = d.terminate().await;
     assert!(status.success(), "{status}");
     let log = d.log_lines().join("\n");
-    assert!(log.contains("deleted or renamed away"), "the switch is logged: {log}");
+    assert!(
+        log.contains("deleted or renamed away"),
+        "the switch is logged: {log}"
+    );
 }
 
 /// A tail source is a durable producer: when the letters of its lines
@@ -366,7 +393,8 @@ start_at = "beginning"
     std::os::unix::fs::symlink("/dev/full", t.path("out.ndjson")).unwrap();
     std::os::unix::fs::symlink("/dev/full", t.path("dead.ndjson")).unwrap();
     t.start().await;
-    t.wait(20, "the lines to be read", |t| t.stats()["lines"] == 50).await;
+    t.wait(20, "the lines to be read", |t| t.stats()["lines"] == 50)
+        .await;
     t.stop().await;
     let checkpoint = std::fs::read_dir(t.path("data/tail"))
         .unwrap()
@@ -382,4 +410,147 @@ start_at = "beginning"
     t.wait(20, "the lines read again", |t| t.handled() >= 50).await;
     t.stop().await;
     crate::tail::assert_exactly_once(&t.counts(), 0..50);
+}
+
+/// An ext4 filesystem on a loop device whose backing file lives on a tmpfs
+/// with no room left: writes succeed into the page cache, and fsync fails
+/// with ENOSPC, as on thin-provisioned storage.
+struct ThinDisk {
+    backing: Tmpfs,
+    loop_dev: String,
+    pub path: PathBuf,
+}
+
+impl ThinDisk {
+    fn make(dir: &Path) -> Option<ThinDisk> {
+        let backing = Tmpfs::mount(&dir.join("backing"), "8m")?;
+        let image = backing.path.join("image");
+        std::fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        run(std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-O", "^has_journal", "-E", "lazy_itable_init=1"])
+            .arg(&image));
+        let loop_dev = match std::process::Command::new("losetup")
+            .arg("-f")
+            .arg("--show")
+            .arg(&image)
+            .output()
+        {
+            Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap().trim().to_string(),
+            other => {
+                eprintln!("SKIPPED: no loop device: {other:?}");
+                return None;
+            }
+        };
+        let path = dir.join("thin");
+        std::fs::create_dir_all(&path).unwrap();
+        run(std::process::Command::new("mount").arg(&loop_dev).arg(&path));
+        // The backing store is full from now on; the filesystem does not know.
+        backing.fill_leaving(0);
+        Some(ThinDisk {
+            backing,
+            loop_dev,
+            path,
+        })
+    }
+}
+
+impl Drop for ThinDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.loop_dev)
+            .status();
+        let _ = &self.backing;
+    }
+}
+
+/// ENOSPC on fsync: the sink's lines were written but cannot be made
+/// durable. The tail checkpoint does not pass them, the stop exits 3, and
+/// the next start (with the sink on a sound disk) handles every line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fsync_that_fails_holds_the_tail_checkpoint_and_the_exit_code_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(thin) = ThinDisk::make(dir.path()) else {
+        return;
+    };
+    let write_config = |sink: &Path| {
+        let toml = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[plugins]
+dir = "plugins"
+
+[dead_letter]
+path = "dead.ndjson"
+
+[[source.tail]]
+path = "logs/app.log"
+start_at = "beginning"
+
+[[route]]
+name = "all"
+sinks = ["out"]
+
+[sink.out]
+type = "file"
+path = "{}"
+"#,
+            sink.display()
+        );
+        std::fs::write(dir.path().join("router.toml"), toml).unwrap();
+    };
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    crate::tail::append(&dir.path().join("logs/app.log"), &crate::tail::lines(0..100));
+    write_config(&thin.path.join("out.ndjson"));
+    let config = dir.path().join("router.toml");
+    let mut d = Binary::start_with(&config, &["--log-format", "json"]);
+    let t = Instant::now();
+    while crate::tail::seq_counts(&thin.path.join("out.ndjson")).len() < 100 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the lines must be written (not fsynced); log: {}",
+            d.log_lines().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = d.terminate().await;
+    assert_eq!(status.code(), Some(3), "{status}");
+    let log = d.log_lines().join("\n");
+    assert!(log.contains("cannot fsync"), "{log}");
+    let offset = std::fs::read_dir(dir.path().join("data/tail"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).unwrap()).unwrap())
+        .map(|cp| cp["files"][0]["offset"].as_u64().unwrap_or(0))
+        .next()
+        .unwrap_or(0);
+    assert_eq!(
+        offset, 0,
+        "the checkpoint never passes lines that are not durable"
+    );
+
+    write_config(Path::new("out.ndjson"));
+    let mut d = Binary::start(&config);
+    wait_for("the lines again, on a sound disk", || {
+        crate::tail::seq_counts(&dir.path().join("out.ndjson")).len() == 100
+    })
+    .await;
+    assert!(d.terminate().await.success());
+    crate::tail::assert_exactly_once(&crate::tail::seq_counts(&dir.path().join("out.ndjson")), 0..100);
 }

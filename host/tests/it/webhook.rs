@@ -67,8 +67,7 @@ async fn receiver_asking(
                         *resp.status_mut() = fail;
                         *resp.body_mut() = Full::new(Bytes::from_static(b"db down"));
                         if let Some(after) = &retry_after {
-                            resp.headers_mut()
-                                .insert("retry-after", after().parse().unwrap());
+                            resp.headers_mut().insert("retry-after", after().parse().unwrap());
                         }
                     } else {
                         s.delivered.push(serde_json::from_slice(&body).unwrap());
@@ -279,12 +278,18 @@ async fn retry_gap(fail: StatusCode, retry_after: RetryAfter, max_retry_after: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured_beyond_max_backoff_up_to_max_retry_after() {
     let gap = retry_gap(StatusCode::TOO_MANY_REQUESTS, Arc::new(|| "2".into()), "1m").await;
-    assert!(gap >= Duration::from_secs(2), "429, Retry-After: 2, max_backoff 40ms: {gap:?}");
+    assert!(
+        gap >= Duration::from_secs(2),
+        "429, Retry-After: 2, max_backoff 40ms: {gap:?}"
+    );
     assert!(gap < Duration::from_secs(10), "{gap:?}");
     // An HTTP-date 3 s ahead (whole seconds: at least 2 s away once sent).
     let date = Arc::new(|| httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3)));
     let gap = retry_gap(StatusCode::SERVICE_UNAVAILABLE, date, "1m").await;
-    assert!(gap >= Duration::from_millis(1_900), "503, Retry-After: <date 3 s ahead>: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(1_900),
+        "503, Retry-After: <date 3 s ahead>: {gap:?}"
+    );
     assert!(gap < Duration::from_secs(10), "{gap:?}");
     // Asking for an hour: waits max_retry_after.
     let gap = retry_gap(StatusCode::TOO_MANY_REQUESTS, Arc::new(|| "3600".into()), "1s").await;
