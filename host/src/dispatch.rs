@@ -575,7 +575,7 @@ impl Cascade<'_> {
                 let sm = self.local.handles.sink(&stats.metrics, sink);
                 sm.writes.inc();
                 if let Err(e) = result {
-                    let mine = e.unwritten.iter().any(|l| *l == json);
+                    let mine = e.unwritten.contains(&json);
                     let msg = format!("sink {sink:?}: {}", e.error);
                     divert(self.shared, sm, sink, Some((event, route)), e);
                     if mine {
