@@ -496,14 +496,17 @@ async fn reload_on_sighup(
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-pub async fn signal() -> anyhow::Result<()> {
+/// Watches SIGINT and SIGTERM from now on; the future resolves when one
+/// arrives. Registered before the daemon starts, so that a SIGTERM sent as
+/// soon as it is listening stops it gracefully instead of killing it.
+pub fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }

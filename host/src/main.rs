@@ -119,8 +119,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             let stopped = rt.block_on(async {
+                let stop = daemon::stop_signal()?;
                 let daemon = Daemon::start(cfg).await?;
-                daemon::signal().await?;
+                stop.await;
                 daemon.shutdown().await
             })?;
             // Something accepted could not be written where it belonged:
