@@ -111,8 +111,10 @@ impl NdjsonFile {
     /// Opens the file at `path` again (creating it), whether or not it is
     /// still the open one: lines buffered now go to the new file.
     pub fn reopen(&self) -> io::Result<()> {
-        let (file, id) = open_file(&self.path)?;
+        // Under the lock: opening ends a torn last line, which must not be
+        // taken for a write of this file still in progress.
         let mut s = self.lock();
+        let (file, id) = open_file(&self.path)?;
         if s.id != id {
             tracing::info!(path = %self.path.display(), "reopened: now writing to a new file at this path");
         }
