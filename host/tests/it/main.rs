@@ -10,6 +10,7 @@ mod client_cli;
 mod conformance;
 mod failures;
 mod faults;
+mod fsync_faults;
 mod harness;
 mod http_ingest;
 mod metrics;
