@@ -212,7 +212,7 @@ async fn load(
     let reloads = state.reloads.clone();
     let workers = config.server.workers;
     let rt = Runtime::new(workers)?;
-    let dead_letters = DeadLetters::open(&config.dead_letter).context("dead letters")?;
+    let dead_letters = DeadLetters::open(&config.dead_letter, stats.clone()).context("dead letters")?;
     let queue = config.server.queue;
     let plugins_dir = config.plugins_dir.clone();
     let sink_context = SinkContext::new(
@@ -326,8 +326,9 @@ impl Daemon {
     }
 
     /// Stops accepting, lets open requests finish, handles every queued
-    /// event, flushes sinks and dead letters.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// event, flushes and fsyncs sinks and dead letters. The [`Stopped`]
+    /// says whether everything accepted was written where it belonged.
+    pub async fn shutdown(self) -> anyhow::Result<Stopped> {
         tracing::info!("shutting down: no new connections; draining the queue");
         self.state.stopping.store(true, Relaxed);
         // Stream subscriptions never end by themselves: end them first, so
@@ -347,7 +348,7 @@ impl Daemon {
             ..
         } = self.core;
         reloader.await.context("the reload task panicked")?;
-        tokio::task::spawn_blocking(move || {
+        let sync_errors = tokio::task::spawn_blocking(move || {
             // Sources first: they stop reading, wait for their events in
             // flight and write their last checkpoints while workers run.
             for t in &tails {
@@ -358,12 +359,70 @@ impl Daemon {
             }
             dispatcher.close();
             sinks.close(sinks::http::CLOSE_GRACE);
+            sync_all(dispatcher.shared())
         })
         .await
         .context("draining the queue panicked")?;
-        tracing::info!("shutdown complete");
-        Ok(())
+        let stats = &self.state.stats;
+        let stopped = Stopped {
+            dead_letters_lost: stats.dead_letters_lost.load(Relaxed),
+            sink_lines_unwritten: stats.sink_lines_unwritten.load(Relaxed),
+            sync_errors,
+        };
+        if stopped.clean() {
+            tracing::info!("shutdown complete");
+        } else {
+            tracing::error!(
+                dead_letters_lost = stopped.dead_letters_lost,
+                sink_lines_unwritten = stopped.sink_lines_unwritten,
+                sync_errors = stopped.sync_errors,
+                "shutdown complete, but not everything could be written: events a sink could not write are in the dead-letter log; dead letters it could not take are whole in this log"
+            );
+        }
+        Ok(stopped)
     }
+}
+
+/// The exit code of `switchyard run` after a graceful stop during which
+/// something accepted could not be written where it belonged ([`Stopped`]).
+pub const EXIT_UNWRITTEN: u8 = 3;
+
+/// What a graceful stop leaves behind, for the exit code (issue 17): counts
+/// over the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Dead letters the dead-letter log could not take; each is whole in
+    /// the daemon's log (`dead_letters_lost_total`).
+    pub dead_letters_lost: u64,
+    /// Events sinks could not write, each dead-lettered as `sink_error`.
+    pub sink_lines_unwritten: u64,
+    /// File sinks and dead-letter log whose final fsync failed.
+    pub sync_errors: u64,
+}
+
+impl Stopped {
+    /// Everything accepted was written where it belonged.
+    pub fn clean(&self) -> bool {
+        self.dead_letters_lost == 0 && self.sink_lines_unwritten == 0 && self.sync_errors == 0
+    }
+}
+
+/// Fsyncs every sink and the dead-letter log once nothing writes to them
+/// any more; returns how many failed.
+fn sync_all(shared: &Shared) -> u64 {
+    let mut failed = 0;
+    for (name, sink) in &shared.snapshot.load().sinks {
+        if let Err(e) = sink.sync() {
+            failed += 1;
+            tracing::error!(sink = %name, error = %e, "cannot fsync the sink at shutdown");
+        }
+    }
+    if let Err(e) = shared.dead_letters.sync() {
+        failed += 1;
+        Stats::add(&shared.stats.dead_letter_errors, 1);
+        tracing::error!(path = %shared.dead_letters.path().display(), error = %e, "cannot fsync the dead-letter log at shutdown");
+    }
+    failed
 }
 
 /// Sends a reload request and waits for its outcome.

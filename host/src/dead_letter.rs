@@ -1,5 +1,10 @@
 //! The dead-letter log: one NDJSON line per failure, with the event, so that
 //! nothing accepted is lost.
+//!
+//! When the log cannot be written (a full disk), each letter that could not
+//! be is carried whole in the daemon's own log (an error line with the
+//! letter in its `letter` field), counted in `dead_letters_lost_total`; the
+//! failed writes themselves in `dead_letter_write_errors_total` (issue 17).
 
 use std::io;
 use std::path::Path;
@@ -8,7 +13,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::envelope::{self, Event};
-use crate::sinks::{NdjsonFile, Sink};
+use crate::sinks::{NdjsonFile, Sink, SinkError};
+use crate::stats::Stats;
 
 /// Why an event (or one handler's run on it) ended here.
 pub mod reason {
@@ -33,7 +39,7 @@ pub struct DeadLetter<'a> {
     pub event: &'a Event,
     pub route: Option<&'a str>,
     pub plugin: Option<&'a str>,
-    /// The sink that could not deliver the event (webhook sinks).
+    /// The sink that could not write or deliver the event (`sink_error`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sink: Option<&'a str>,
     /// A failure kind (`trap`, `out_of_fuel`, ...) or a [`reason`].
@@ -83,13 +89,38 @@ struct BadLineLetter<'a> {
 #[derive(Clone)]
 pub struct DeadLetters {
     file: Arc<NdjsonFile>,
+    stats: Arc<Stats>,
 }
 
 impl DeadLetters {
-    pub fn open(path: &Path) -> io::Result<DeadLetters> {
+    /// Opens (creates) the log; its losses are counted in `stats`.
+    pub fn open(path: &Path, stats: Arc<Stats>) -> io::Result<DeadLetters> {
         Ok(DeadLetters {
             file: Arc::new(NdjsonFile::open(path)?),
+            stats,
         })
+    }
+
+    /// Buffers one letter. An error means that this letter or ones
+    /// buffered before it could not be written: they are then in the log.
+    fn put(&self, letter: &[u8]) -> io::Result<()> {
+        self.file.write(letter).map_err(|e| self.lost(e))
+    }
+
+    /// Counts a failed write and carries each letter it could not write
+    /// whole in the daemon's log, the only place left for it.
+    fn lost(&self, e: SinkError) -> io::Error {
+        Stats::add(&self.stats.dead_letter_errors, 1);
+        Stats::add(&self.stats.dead_letters_lost, e.unwritten.len() as u64);
+        for letter in &e.unwritten {
+            tracing::error!(path = %self.path().display(), error = %e.error, letter = %String::from_utf8_lossy(letter), "dead letter not written to the dead-letter log; it is whole in this log line");
+        }
+        e.error
+    }
+
+    /// Opens the log again by its path (SIGHUP, reload).
+    pub fn reopen(&self) -> io::Result<()> {
+        self.file.reopen()
     }
 
     pub fn path(&self) -> &Path {
@@ -114,22 +145,29 @@ impl DeadLetters {
             message,
         };
         let line = serde_json::to_vec(&letter).expect("a dead letter always serialises");
-        self.file.write(&line)
+        self.put(&line)
     }
 
-    /// An event a sink could not deliver, as `kind = "sink_error"`.
-    pub fn write_sink(&self, event: &Event, sink: &str, message: &str) -> io::Result<()> {
+    /// An event a sink could not write or deliver, as `kind = "sink_error"`,
+    /// with the route that sent it there when known.
+    pub fn write_sink(
+        &self,
+        event: &Event,
+        route: Option<&str>,
+        sink: &str,
+        message: &str,
+    ) -> io::Result<()> {
         let letter = DeadLetter {
             time: envelope::now(),
             event,
-            route: None,
+            route,
             plugin: None,
             sink: Some(sink),
             kind: reason::SINK_ERROR,
             message,
         };
         let line = serde_json::to_vec(&letter).expect("a dead letter always serialises");
-        self.file.write(&line)
+        self.put(&line)
     }
 
     /// A line of a tailed file that is not an event (not UTF-8, too long,
@@ -165,14 +203,15 @@ impl DeadLetters {
             line_cut: cut,
         };
         let line = serde_json::to_vec(&letter).expect("a dead letter always serialises");
-        self.file.write(&line)
+        self.put(&line)
     }
 
+    /// Writes the buffered letters; those that cannot be are in the log.
     pub fn flush(&self) -> io::Result<()> {
-        self.file.flush()
+        self.file.flush().map_err(|e| self.lost(e))
     }
 
-    /// Flushes and fsyncs the log.
+    /// Fsyncs what was written (see [`Sink::sync`]).
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync()
     }

@@ -7,6 +7,7 @@
 //! flushed. Replies (`?wait=true`, tail checkpoints) are sent only then.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
@@ -24,7 +25,7 @@ use crate::log_limit::LogLimit;
 use crate::metrics::{Metrics, PluginMetrics, SinkMetrics};
 use crate::router::Router;
 use crate::runtime::{self, Emitted, Invocation, Level, Plugin, Warm};
-use crate::sinks::Sink;
+use crate::sinks::{Sink, SinkError};
 use crate::stats::Stats;
 
 /// Jobs a worker completes before it flushes and replies even if more wait.
@@ -92,6 +93,11 @@ pub struct EventReport {
     pub handlers: Vec<HandlerResult>,
     /// Ids of events emitted (directly or further down) and routed.
     pub emitted: Vec<String>,
+    /// A dead letter may not have reached the dead-letter log while this
+    /// event was handled (it is then whole in the daemon's log): a durable
+    /// producer (a tail checkpoint) must not pass the event (issue 17).
+    #[serde(skip)]
+    pub unwritten: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -354,6 +360,8 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
     // The snapshot the kept instances were last checked against: after a
     // reload, those of plugin versions no longer loaded are dropped.
     let mut seen: *const Snapshot = std::ptr::null();
+    // Letters lost before the events in `done` were handled.
+    let mut lost_before = 0;
     loop {
         // Never block with replies pending: another worker may have taken
         // the job that made the queue look non-empty, and a producer that
@@ -366,13 +374,16 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
                 Ok(job) => Some(job),
                 Err(crossbeam_channel::TryRecvError::Empty) => {
                     let snapshot = shared.snapshot.load_full();
-                    complete(shared, &snapshot, &mut done, &mut reports);
+                    complete(shared, &snapshot, &mut done, &mut reports, lost_before);
                     continue;
                 }
                 Err(crossbeam_channel::TryRecvError::Disconnected) => None,
             }
         };
         let Some(job) = job else { break };
+        if done.is_empty() {
+            lost_before = shared.stats.dead_letters_lost.load(Relaxed);
+        }
         let snapshot = shared.snapshot.load_full();
         if !std::ptr::eq(seen, Arc::as_ptr(&snapshot)) {
             seen = Arc::as_ptr(&snapshot);
@@ -384,29 +395,35 @@ fn worker(shared: &Shared, rx: &Receiver<Job>) {
         done.push(job.reply);
         reports.push(report);
         if rx.is_empty() || done.len() >= MAX_PENDING_REPLIES {
-            complete(shared, &snapshot, &mut done, &mut reports);
+            complete(shared, &snapshot, &mut done, &mut reports, lost_before);
         }
     }
     let snapshot = shared.snapshot.load_full();
-    complete(shared, &snapshot, &mut done, &mut reports);
+    complete(shared, &snapshot, &mut done, &mut reports, lost_before);
 }
 
 /// Flushes what the finished events wrote, then tells their producers.
+/// When letters were lost since `lost_before` (by this worker's flush or
+/// another's), each report says so: one of them may be these events'.
 fn complete(
     shared: &Shared,
     snapshot: &Snapshot,
     done: &mut Vec<Option<oneshot::Sender<EventReport>>>,
     reports: &mut Vec<EventReport>,
+    lost_before: u64,
 ) {
     for (name, sink) in &snapshot.sinks {
         if let Err(e) = sink.flush() {
-            shared.stats.metrics.sink(name).errors.inc();
-            tracing::error!(sink = %name, error = %e, "cannot flush sink");
+            divert(shared, &shared.stats.metrics.sink(name), name, None, e);
         }
     }
-    if let Err(e) = shared.dead_letters.flush() {
-        Stats::add(&shared.stats.dead_letter_errors, 1);
-        tracing::error!(path = %shared.dead_letters.path().display(), error = %e, "cannot flush dead letters");
+    // Letters that cannot be written are counted and carried in the log by
+    // the dead-letter log itself.
+    let _ = shared.dead_letters.flush();
+    if shared.stats.dead_letters_lost.load(Relaxed) > lost_before {
+        for r in reports.iter_mut() {
+            r.unwritten = true;
+        }
     }
     // The events are handled: they leave the queue before anyone is told,
     // so a producer that reads the queue depth after its answer sees them gone.
@@ -459,6 +476,7 @@ fn handle_event(
             routes: Vec::new(),
             handlers: Vec::new(),
             emitted: Vec::new(),
+            unwritten: false,
         },
         detailed,
         caused: 0,
@@ -566,15 +584,17 @@ impl Cascade<'_> {
                 written.push(sink);
                 let result = match self.snapshot.sinks.get(sink) {
                     Some(s) => s.write(&json),
-                    None => Err(std::io::Error::other("sink is not open")),
+                    None => Err(SinkError::one(std::io::Error::other("sink is not open"), &json)),
                 };
                 let sm = self.local.handles.sink(&stats.metrics, sink);
                 sm.writes.inc();
                 if let Err(e) = result {
-                    sm.errors.inc();
-                    tracing::error!(sink = %sink, event = %event.id, error = %e, "sink write failed");
-                    let msg = format!("sink {sink:?}: {e}");
-                    self.dead_letter(event, route, None, reason::SINK_ERROR, &msg);
+                    let mine = e.unwritten.contains(&json);
+                    let msg = format!("sink {sink:?}: {}", e.error);
+                    divert(self.shared, sm, sink, Some((event, route)), e);
+                    if mine {
+                        self.result(event, route, None, reason::SINK_ERROR, Some(&msg), None);
+                    }
                 }
             }
         }
@@ -633,14 +653,36 @@ impl Cascade<'_> {
 
     fn dead_letter(&mut self, event: &Event, route: &str, plugin: Option<&str>, kind: &str, message: &str) {
         self.result(event, route, plugin, kind, Some(message), None);
-        let dl = &self.shared.dead_letters;
-        match dl.write(event, Some(route), plugin, kind, message) {
-            Ok(()) => {
-                self.shared.stats.metrics.dead_letter(kind).inc();
+        // A failed write is counted, and the letters it could not write are
+        // carried whole in the log, by the dead-letter log itself.
+        let _ = self
+            .shared
+            .dead_letters
+            .write(event, Some(route), plugin, kind, message);
+        self.shared.stats.metrics.dead_letter(kind).inc();
+    }
+}
+
+/// Lines a sink could not write (a full disk, `max_pending`): each event
+/// goes to dead letters as `sink_error`, so that nothing accepted ends up
+/// nowhere (issue 17). `current` is the event being routed, whose line may
+/// be among them, with its route.
+fn divert(shared: &Shared, sm: &SinkMetrics, sink: &str, current: Option<(&Event, &str)>, e: SinkError) {
+    let lines = e.unwritten.len() as u64;
+    sm.errors.inc_by(lines.max(1));
+    Stats::add(&shared.stats.sink_lines_unwritten, lines);
+    tracing::error!(sink, error = %e.error, events = lines, "sink could not write; its events go to dead letters");
+    let msg = format!("sink {sink:?}: {}", e.error);
+    let dl = &shared.dead_letters;
+    for line in &e.unwritten {
+        match serde_json::from_slice::<Event>(line) {
+            Ok(ev) => {
+                let route = current.filter(|(c, _)| c.id == ev.id).map(|(_, r)| r);
+                let _ = dl.write_sink(&ev, route, sink, &msg);
+                shared.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
-            Err(e) => {
-                Stats::add(&self.shared.stats.dead_letter_errors, 1);
-                tracing::error!(event = %event.id, path = %dl.path().display(), error = %e, kind, message, "cannot write dead letter; the event is only in this log line: {}", String::from_utf8_lossy(&event.to_json()));
+            Err(err) => {
+                tracing::error!(sink, error = %err, line = %String::from_utf8_lossy(line), "a line a sink could not write is not an envelope; it is whole in this log line");
             }
         }
     }

@@ -129,16 +129,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     d = starting.load() => d?,
                     _ = signals.stop() => {
                         tracing::info!("stopped while starting; nothing was accepted yet");
-                        return Ok(());
+                        return Ok(None);
                     }
                 };
                 signals.stop().await;
-                daemon.shutdown().await
+                daemon.shutdown().await.map(Some)
             });
             // A compile abandoned by a stop must not hold the exit.
             rt.shutdown_timeout(std::time::Duration::from_millis(500));
-            outcome?;
-            Ok(ExitCode::SUCCESS)
+            // Something accepted could not be written where it belonged:
+            // the exit code says so (issue 17).
+            Ok(match outcome? {
+                Some(stopped) if !stopped.clean() => ExitCode::from(daemon::EXIT_UNWRITTEN),
+                _ => ExitCode::SUCCESS,
+            })
         }
         Command::Check { config } => match switchyard::check::check(&config) {
             Ok(summary) => {

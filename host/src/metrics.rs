@@ -503,8 +503,13 @@ pub fn render(stats: &Stats, live: Live, format: Format) -> String {
     );
     r.register(
         "dead_letter_write_errors",
-        "Dead letters that could not be written (the event is only in the log)",
+        "Writes and flushes of the dead-letter log that failed (one per failed call)",
         atomic(&stats.dead_letter_errors),
+    );
+    r.register(
+        "dead_letters_lost",
+        "Dead letters not written to the dead-letter log, each carried whole in the daemon's log",
+        atomic(&stats.dead_letters_lost),
     );
     r.register(
         "sink_writes",

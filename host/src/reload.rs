@@ -303,6 +303,7 @@ impl Loader {
     pub fn reload(&self, shared: &Shared, settled: &BTreeSet<PathBuf>) -> LoadReport {
         let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
         let previous = shared.snapshot.load_full();
+        reopen_files(&previous, shared);
         let config = match Config::load(&self.config_path) {
             Ok(c) => c,
             Err(errors) => {
@@ -371,6 +372,21 @@ fn keep(
     if let Some(e) = previous.and_then(|p| p.plugin_errors.get(name)) {
         report.failed.insert(name.to_string(), e.clone());
         plugin_errors.insert(name.to_string(), e.clone());
+    }
+}
+
+/// Opens file sinks and the dead-letter log again by their paths, whatever
+/// the config says: SIGHUP after logrotate renamed them (its `postrotate`
+/// convention) must make them write to new files even when the config is
+/// invalid or unchanged (issue 17).
+fn reopen_files(snapshot: &Snapshot, shared: &Shared) {
+    for (name, sink) in &snapshot.sinks {
+        if let Err(e) = sink.reopen() {
+            tracing::error!(sink = %name, error = %e, "cannot reopen the sink's file; it keeps writing to the one it has");
+        }
+    }
+    if let Err(e) = shared.dead_letters.reopen() {
+        tracing::error!(path = %shared.dead_letters.path().display(), error = %e, "cannot reopen the dead-letter log; it keeps writing to the one it has");
     }
 }
 

@@ -19,8 +19,17 @@ pub struct Stats {
     pub unmatched: AtomicU64,
     /// Events emitted by plugins and routed.
     pub emitted: AtomicU64,
-    /// Dead letters that could not be written: the only way to lose an event.
+    /// Writes and flushes of the dead-letter log that failed, one per
+    /// failed call whatever the number of letters in it (issue 17).
     pub dead_letter_errors: AtomicU64,
+    /// Dead letters that could not be written to the dead-letter log, each
+    /// carried whole in the daemon's log instead: the only way an event
+    /// leaves the files.
+    pub dead_letters_lost: AtomicU64,
+    /// Lines a sink could not write (a full disk, `max_pending`), each
+    /// dead-lettered as `sink_error`; with `dead_letters_lost`, makes the
+    /// exit code of a graceful stop non-zero.
+    pub sink_lines_unwritten: AtomicU64,
     /// Reloads run (watcher, SIGHUP, `POST /v1/reload`), and those whose
     /// config was refused (the previous one kept serving).
     pub reloads: AtomicU64,
@@ -177,6 +186,7 @@ impl Stats {
             "dead_letters": dead_letters.iter().map(|(_, n)| n).sum::<u64>(),
             "dead_letters_by_kind": pairs(dead_letters),
             "dead_letter_errors": self.dead_letter_errors.load(Relaxed),
+            "dead_letters_lost": self.dead_letters_lost.load(Relaxed),
             "reloads": self.reloads.load(Relaxed),
             "reload_failures": self.reload_failures.load(Relaxed),
             "plugins_compiled": self.plugins_compiled.load(Relaxed),

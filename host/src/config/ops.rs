@@ -59,6 +59,9 @@ pub enum BatchFormat {
     Ndjson,
 }
 
+/// Default of `max_retry_after`: a receiver may ask for up to a minute.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// `[sink.NAME] type = "http"`: POSTs batches of envelopes to a URL.
 #[derive(Clone, PartialEq)]
 pub struct HttpSinkConfig {
@@ -72,6 +75,9 @@ pub struct HttpSinkConfig {
     /// Delay before the first retry; doubles per retry, with jitter.
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// The longest wait a receiver's `Retry-After` is honoured for (it may
+    /// exceed `max_backoff`; issue 17). A longer one is waited this long.
+    pub max_retry_after: Duration,
     pub format: BatchFormat,
     /// Extra request headers (values may come from `${ENV}`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -91,6 +97,7 @@ impl fmt::Debug for HttpSinkConfig {
             .field("retries", &self.retries)
             .field("backoff", &self.backoff)
             .field("max_backoff", &self.max_backoff)
+            .field("max_retry_after", &self.max_retry_after)
             .field("format", &self.format)
             .field("headers", &headers)
             .field("max_pending", &self.max_pending)
@@ -112,6 +119,7 @@ fn http_keys(s: &RawSink) -> Vec<(&'static str, Range<usize>)> {
     add("retries", s.retries.as_ref().map(|x| x.span()));
     add("backoff", s.backoff.as_ref().map(|x| x.span()));
     add("max_backoff", s.max_backoff.as_ref().map(|x| x.span()));
+    add("max_retry_after", s.max_retry_after.as_ref().map(|x| x.span()));
     add("format", s.format.as_ref().map(|x| x.span()));
     add("headers", s.headers.as_ref().map(|x| x.span()));
     add("max_pending", s.max_pending.as_ref().map(|x| x.span()));
@@ -305,6 +313,11 @@ impl Validator<'_> {
                 );
             }
         }
+        let max_retry_after = self.duration(
+            &s.max_retry_after,
+            &what("max_retry_after"),
+            DEFAULT_MAX_RETRY_AFTER,
+        );
         let format = match s.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
             None | Some((_, "json")) => BatchFormat::Json,
             Some((_, "ndjson")) => BatchFormat::Ndjson,
@@ -350,6 +363,7 @@ impl Validator<'_> {
             retries,
             backoff,
             max_backoff,
+            max_retry_after,
             format,
             headers,
             max_pending,

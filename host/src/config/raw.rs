@@ -197,6 +197,7 @@ pub struct RawSink {
     pub retries: Option<Spanned<i64>>,
     pub backoff: Option<Spanned<String>>,
     pub max_backoff: Option<Spanned<String>>,
+    pub max_retry_after: Option<Spanned<String>>,
     pub format: Option<Spanned<String>>,
     pub headers: Option<super::ops::RawHeaders>,
     pub max_pending: Option<Spanned<i64>>,

@@ -362,6 +362,7 @@ timeout = "2s"
 retries = 3
 backoff = "50ms"
 max_backoff = "1s"
+max_retry_after = "90s"
 format = "ndjson"
 max_pending = 500
 headers = {{ "X-Api-Key" = "${{HOOK_KEY}}", "X-Env" = "${{HOOK_ENV:-prod}}" }}
@@ -404,6 +405,7 @@ headers = {{ "X-Api-Key" = "${{HOOK_KEY}}", "X-Env" = "${{HOOK_ENV:-prod}}" }}
             Duration::from_secs(1)
         )
     );
+    assert_eq!(h.max_retry_after, Duration::from_secs(90));
     assert_eq!(h.format, BatchFormat::Ndjson);
     let headers: Vec<(&str, &str)> = h
         .headers

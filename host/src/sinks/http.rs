@@ -35,12 +35,11 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::{Sink, SinkContext};
+use super::{Sink, SinkContext, SinkError};
 use crate::config::{BatchFormat, HttpSinkConfig};
 use crate::dead_letter::reason;
 use crate::envelope::Event;
 use crate::metrics::SinkMetrics;
-use crate::stats::Stats;
 
 /// How long delivery may go on after shutdown begins.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -150,14 +149,15 @@ impl Inner {
 }
 
 impl Sink for HttpSink {
-    fn write(&self, event_json: &[u8]) -> io::Result<()> {
+    fn write(&self, event_json: &[u8]) -> Result<(), SinkError> {
         let inner = &self.inner;
         let waiting = inner.pending.load(Relaxed);
         if waiting >= inner.config.max_pending {
-            return Err(io::Error::other(format!(
+            let error = io::Error::other(format!(
                 "{waiting} events already wait for delivery to {} (max_pending); this one was not taken",
                 inner.config.url
-            )));
+            ));
+            return Err(SinkError::one(error, event_json));
         }
         let full = {
             let mut batch = lock(&inner.batch);
@@ -177,20 +177,25 @@ impl Sink for HttpSink {
             if let Err(mut back) = inner.send(full) {
                 // This event is the last one; the caller dead-letters it.
                 back.pop();
-                return Err(self.refuse(back, 1));
+                let error = self.refuse(back, 1);
+                return Err(SinkError::one(error, event_json));
             }
         }
         Ok(())
     }
 
-    fn flush(&self) -> io::Result<()> {
+    fn flush(&self) -> Result<(), SinkError> {
         let rest = std::mem::take(&mut *lock(&self.inner.batch));
         if rest.is_empty() {
             return Ok(());
         }
         match self.inner.send(rest) {
             Ok(()) => Ok(()),
-            Err(back) => Err(self.refuse(back, 0)),
+            // Already dead-lettered: nothing is handed back.
+            Err(back) => Err(SinkError {
+                error: self.refuse(back, 0),
+                unwritten: Vec::new(),
+            }),
         }
     }
 }
@@ -261,7 +266,13 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
     let mut retry_after: Option<Duration> = None;
     for attempt in 1..=attempts {
         if attempt > 1 {
-            let delay = backoff(c.backoff, c.max_backoff, attempt - 1, retry_after);
+            let delay = backoff(
+                c.backoff,
+                c.max_backoff,
+                attempt - 1,
+                retry_after,
+                c.max_retry_after,
+            );
             if !sleep_unless_closed(inner, delay).await {
                 return Err(format!(
                     "{last} (attempt {} of {attempts}); not retried: the daemon is shutting down",
@@ -290,7 +301,10 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
         let outcome = tokio::time::timeout(c.timeout, async {
             let resp = client.request(req).await?;
             let status = resp.status();
-            let after = resp.headers().get(RETRY_AFTER).and_then(parse_retry_after);
+            let after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
             // Read the answer so the connection can be reused; keep a bit of
             // it to quote when the receiver refuses the batch.
             let text = match Limited::new(resp.into_body(), 64 << 10).collect().await {
@@ -312,6 +326,9 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
                     return Err(format!("{last} (not retried: the receiver refused the batch)"));
                 }
                 retry_after = after;
+                if let Some(asked) = after.filter(|a| *a > c.max_retry_after) {
+                    tracing::warn!(sink = %inner.name, asked_s = asked.as_secs(), max_retry_after_s = c.max_retry_after.as_secs(), "the receiver asked to wait longer than max_retry_after; retrying after max_retry_after");
+                }
             }
             Ok(Err(e)) => last = error_chain(&e),
             Err(_) => {
@@ -381,29 +398,39 @@ fn retryable(status: StatusCode) -> bool {
         || status == StatusCode::TOO_MANY_REQUESTS
 }
 
-/// Delay before retry `n` (1-based): `base · 2ⁿ⁻¹`, capped, then drawn
-/// uniformly from its upper half so that many senders do not retry in
-/// step; at least what the receiver asked for with `Retry-After` (capped
-/// too).
-pub fn backoff(base: Duration, cap: Duration, n: u32, retry_after: Option<Duration>) -> Duration {
+/// Delay before retry `n` (1-based): `base · 2ⁿ⁻¹`, capped at `cap`
+/// (`max_backoff`), then drawn uniformly from its upper half so that many
+/// senders do not retry in step; and at least what the receiver asked for
+/// with `Retry-After`, up to `max_retry_after`, which may exceed
+/// `max_backoff` (issue 17: a 429 asking for 2 s with `max_backoff = "1s"`
+/// waits 2 s).
+pub fn backoff(
+    base: Duration,
+    cap: Duration,
+    n: u32,
+    retry_after: Option<Duration>,
+    max_retry_after: Duration,
+) -> Duration {
     let exp = base.saturating_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX));
     let d = exp.min(cap);
     let half = d / 2;
     let jittered = half + half.mul_f64(fastrand::f64());
     match retry_after {
-        Some(asked) => jittered.max(asked.min(cap)),
+        Some(asked) => jittered.max(asked.min(max_retry_after)),
         None => jittered,
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is ignored).
-fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
-    v.to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date, taken
+/// as the time from `now` until then (zero when past). Anything else is
+/// ignored.
+fn parse_retry_after(v: &HeaderValue, now: std::time::SystemTime) -> Option<Duration> {
+    let text = v.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 fn quote(text: &str) -> String {
@@ -431,24 +458,19 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 fn dead_letter(ctx: &SinkContext, sink: &str, batch: &[Bytes], message: &str) {
     let dl = &ctx.dead_letters;
     for json in batch {
-        let written = match serde_json::from_slice::<Event>(json) {
-            Ok(event) => dl.write_sink(&event, sink, message).map_err(|e| e.to_string()),
-            Err(e) => Err(format!("not an envelope: {e}")),
-        };
-        match written {
-            Ok(()) => {
+        match serde_json::from_slice::<Event>(json) {
+            // A failed write is counted, and the letters it could not write
+            // are carried in the log, by the dead-letter log itself.
+            Ok(event) => {
+                let _ = dl.write_sink(&event, None, sink, message);
                 ctx.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
             Err(e) => {
-                Stats::add(&ctx.stats.dead_letter_errors, 1);
-                tracing::error!(sink, path = %dl.path().display(), error = %e, message, "cannot write dead letter; the event is only in this log line: {}", String::from_utf8_lossy(json));
+                tracing::error!(sink, error = %e, message, event = %String::from_utf8_lossy(json), "an undeliverable event is not an envelope; it is whole in this log line");
             }
         };
     }
-    if let Err(e) = dl.flush() {
-        Stats::add(&ctx.stats.dead_letter_errors, 1);
-        tracing::error!(path = %dl.path().display(), error = %e, "cannot flush dead letters");
-    }
+    let _ = dl.flush();
 }
 
 #[cfg(test)]
@@ -458,6 +480,7 @@ mod tests {
     #[test]
     fn backoff_doubles_caps_and_jitters() {
         let (base, cap) = (Duration::from_millis(100), Duration::from_secs(1));
+        let backoff = |base, cap, n, asked| backoff(base, cap, n, asked, Duration::from_secs(60));
         for _ in 0..100 {
             let d1 = backoff(base, cap, 1, None);
             assert!(
@@ -474,8 +497,47 @@ mod tests {
             assert!(backoff(base, cap, 40, None) <= cap, "no overflow past 2^32");
             let asked = backoff(base, cap, 1, Some(Duration::from_millis(700)));
             assert!(asked >= Duration::from_millis(700) && asked <= cap, "{asked:?}");
-            assert!(backoff(base, cap, 1, Some(Duration::from_secs(60))) <= cap);
+            let beyond = backoff(base, cap, 1, Some(Duration::from_secs(2)));
+            assert_eq!(
+                beyond,
+                Duration::from_secs(2),
+                "Retry-After beyond max_backoff is honoured"
+            );
+            assert_eq!(
+                backoff(base, cap, 1, Some(Duration::from_secs(3600))),
+                Duration::from_secs(60),
+                "up to max_retry_after"
+            );
         }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let parse = |s: &str| parse_retry_after(&HeaderValue::from_str(s).unwrap(), now);
+        assert_eq!(parse("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            parse("Sun, 06 Nov 1994 08:49:40 GMT"),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse("Sunday, 06-Nov-94 08:49:47 GMT"),
+            Some(Duration::from_secs(10)),
+            "RFC 850 form"
+        );
+        assert_eq!(
+            parse("Sun Nov  6 08:50:37 1994"),
+            Some(Duration::from_secs(60)),
+            "asctime form"
+        );
+        assert_eq!(
+            parse("Sun, 06 Nov 1994 08:00:00 GMT"),
+            Some(Duration::ZERO),
+            "in the past"
+        );
+        assert_eq!(parse("-1"), None);
+        assert_eq!(parse("soon"), None);
     }
 
     #[test]

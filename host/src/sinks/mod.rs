@@ -19,14 +19,44 @@ use crate::stats::Stats;
 
 /// A destination for routed events, shared by all workers.
 pub trait Sink: Send + Sync {
-    /// Appends one envelope (compact JSON, no newline). May buffer.
-    fn write(&self, event_json: &[u8]) -> io::Result<()>;
-    /// Pushes buffered lines to the operating system.
-    fn flush(&self) -> io::Result<()>;
+    /// Appends one envelope (compact JSON, no newline). May buffer, and may
+    /// write lines buffered earlier (by any worker): the error hands back
+    /// every line that could not be written, which may or may not include
+    /// this one.
+    fn write(&self, event_json: &[u8]) -> Result<(), SinkError>;
+    /// Pushes buffered lines to the operating system; the error hands back
+    /// those that could not be written.
+    fn flush(&self) -> Result<(), SinkError>;
     /// Makes what was flushed survive a power loss (fsync), for sinks
-    /// that can; called before a tail checkpoint is written.
+    /// that can; called before a tail checkpoint is written and at the end
+    /// of a graceful stop.
     fn sync(&self) -> io::Result<()> {
         Ok(())
+    }
+    /// Opens the sink's file again by its path (SIGHUP, reload: logrotate's
+    /// `postrotate` convention); a no-op for sinks without one.
+    fn reopen(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A write or flush that failed, with the lines it could not write (each
+/// one whole envelope, without its newline), so that the caller can put
+/// them elsewhere: nothing accepted ends up nowhere (issue 17).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct SinkError {
+    pub error: io::Error,
+    pub unwritten: Vec<Vec<u8>>,
+}
+
+impl SinkError {
+    /// `line` could not be written, for `error`.
+    pub fn one(error: io::Error, line: &[u8]) -> SinkError {
+        SinkError {
+            error,
+            unwritten: vec![line.to_vec()],
+        }
     }
 }
 

@@ -2,18 +2,24 @@
 
 use std::io::{self, Write};
 
-use super::Sink;
+use super::{Sink, SinkError};
 
 pub struct Stdout;
 
 impl Sink for Stdout {
-    fn write(&self, line: &[u8]) -> io::Result<()> {
+    fn write(&self, line: &[u8]) -> Result<(), SinkError> {
         let mut out = io::stdout().lock();
-        out.write_all(line)?;
-        out.write_all(b"\n")
+        out.write_all(line)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(|e| SinkError::one(e, line))
     }
 
-    fn flush(&self) -> io::Result<()> {
-        io::stdout().lock().flush()
+    /// Lines already taken by stdout's buffer cannot be told apart: a
+    /// failed flush hands none back.
+    fn flush(&self) -> Result<(), SinkError> {
+        io::stdout().lock().flush().map_err(|error| SinkError {
+            error,
+            unwritten: Vec::new(),
+        })
     }
 }

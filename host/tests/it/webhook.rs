@@ -23,11 +23,25 @@ struct Seen {
     /// Bodies of the requests answered 2xx, in arrival order.
     delivered: Vec<Vec<Value>>,
     headers: Vec<hyper::HeaderMap>,
+    /// When each request arrived.
+    times: Vec<Instant>,
 }
 
 /// A webhook receiver: answers `fail` for the first `fail_first` requests
 /// (all of them if `None`), then 200.
 async fn receiver(fail: StatusCode, fail_first: Option<usize>) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    receiver_asking(fail, fail_first, None).await
+}
+
+/// Makes the value of a `Retry-After` header, when it is asked for.
+type RetryAfter = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Like [`receiver`], with `Retry-After: <retry_after()>` on failures.
+async fn receiver_asking(
+    fail: StatusCode,
+    fail_first: Option<usize>,
+    retry_after: Option<RetryAfter>,
+) -> (SocketAddr, Arc<Mutex<Seen>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -36,19 +50,25 @@ async fn receiver(fail: StatusCode, fail_first: Option<usize>) -> (SocketAddr, A
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let state = state.clone();
+            let retry_after = retry_after.clone();
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let state = state.clone();
+                let retry_after = retry_after.clone();
                 async move {
                     let headers = req.headers().clone();
                     let body = req.into_body().collect().await.unwrap().to_bytes();
                     let mut s = state.lock().unwrap();
                     s.requests += 1;
+                    s.times.push(Instant::now());
                     s.headers.push(headers);
                     let failing = fail_first.is_none_or(|n| s.requests <= n);
                     let mut resp = Response::new(Full::new(Bytes::from_static(b"")));
                     if failing {
                         *resp.status_mut() = fail;
                         *resp.body_mut() = Full::new(Bytes::from_static(b"db down"));
+                        if let Some(after) = &retry_after {
+                            resp.headers_mut().insert("retry-after", after().parse().unwrap());
+                        }
                     } else {
                         s.delivered.push(serde_json::from_slice(&body).unwrap());
                     }
@@ -236,5 +256,45 @@ async fn a_refusing_receiver_is_not_retried() {
     assert!(
         (1..=3).contains(&requests),
         "one request per batch, none retried: {requests}"
+    );
+}
+
+/// The gap between a failed request and its retry, with the receiver asking
+/// for `Retry-After` and the sink's `max_backoff` at 40 ms.
+async fn retry_gap(fail: StatusCode, retry_after: RetryAfter, max_retry_after: &str) -> Duration {
+    let (addr, seen) = receiver_asking(fail, Some(1), Some(retry_after)).await;
+    let toml = format!("{}max_retry_after = \"{max_retry_after}\"\n", config(addr, 3));
+    let mut d = TestDaemon::start_with(&toml, &[("log", fixtures::logger())], "workers = 1").await;
+    post_events(&d, 1).await;
+    wait_until("the retry", || seen.lock().unwrap().delivered.len() == 1).await;
+    d.shutdown().await;
+    let s = seen.lock().unwrap();
+    assert_eq!(s.requests, 2, "one failure, one retry");
+    s.times[1] - s.times[0]
+}
+
+/// Issue 17: `Retry-After` is honoured beyond `max_backoff`, in both its
+/// forms, up to `max_retry_after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_beyond_max_backoff_up_to_max_retry_after() {
+    let gap = retry_gap(StatusCode::TOO_MANY_REQUESTS, Arc::new(|| "2".into()), "1m").await;
+    assert!(
+        gap >= Duration::from_secs(2),
+        "429, Retry-After: 2, max_backoff 40ms: {gap:?}"
+    );
+    assert!(gap < Duration::from_secs(10), "{gap:?}");
+    // An HTTP-date 3 s ahead (whole seconds: at least 2 s away once sent).
+    let date = Arc::new(|| httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3)));
+    let gap = retry_gap(StatusCode::SERVICE_UNAVAILABLE, date, "1m").await;
+    assert!(
+        gap >= Duration::from_millis(1_900),
+        "503, Retry-After: <date 3 s ahead>: {gap:?}"
+    );
+    assert!(gap < Duration::from_secs(10), "{gap:?}");
+    // Asking for an hour: waits max_retry_after.
+    let gap = retry_gap(StatusCode::TOO_MANY_REQUESTS, Arc::new(|| "3600".into()), "1s").await;
+    assert!(
+        gap >= Duration::from_secs(1) && gap < Duration::from_secs(5),
+        "Retry-After: 3600 with max_retry_after 1s: {gap:?}"
     );
 }

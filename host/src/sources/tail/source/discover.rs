@@ -401,9 +401,12 @@ impl Source {
                 (r.offset, r.last_line())
             }
             None => {
+                // Every file there at the very first start has a record (the
+                // first look saves one for each): without one, a file is
+                // new, whatever its mtime says (`rsync -a`, `cp -p`, `tar`
+                // and `unzip` keep old ones; issue 17).
                 let new = match look {
-                    Look::Live => true,
-                    Look::Restart => mtime_ms(&meta) > self.since_ms,
+                    Look::Live | Look::Restart => true,
                     Look::FirstRun => false,
                 };
                 match (new, self.cfg.start_at) {

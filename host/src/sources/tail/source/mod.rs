@@ -183,7 +183,8 @@ enum Halt {
 enum Look {
     /// The source has never saved a checkpoint: `start_at` applies.
     FirstRun,
-    /// Starting from a checkpoint: files changed since it are new.
+    /// Starting from a checkpoint: files it does not know are new, read
+    /// from 0 (the checkpoint knows every file there at the first start).
     Restart,
     /// Running: every file that appears is new, read from 0.
     Live,
@@ -265,7 +266,8 @@ struct Source {
     records: Vec<FileRecord>,
     in_flight: VecDeque<Batch>,
     next_key: u64,
-    /// Unknown files changed after this (ms since the epoch) are new.
+    /// Unknown files named like rotations of followed ones and changed
+    /// after this (ms since the epoch) came and went between two looks.
     since_ms: u64,
     /// The start of the last look, saved in the checkpoint.
     scanned_at_ms: u64,

@@ -275,8 +275,9 @@ impl Source {
                 len: b.len,
                 bytes: &b.bytes,
             };
+            // The dead-letter log counts the failure and carries the letters
+            // it could not write in the log; the checkpoint stays before it.
             if let Err(e) = shared.dead_letters.write_bad_line(&letter) {
-                Stats::add(&shared.stats.dead_letter_errors, 1);
                 tracing::error!(file = %t.path.display(), offset = b.offset, reason = b.reason, error = %e, "cannot write a dead letter for a line that is not an event");
                 return Err(Halt::Failed);
             }
@@ -287,7 +288,6 @@ impl Source {
         let first = &bad[0];
         tracing::warn!(file = %t.path.display(), offset = first.offset, reason = first.reason, message = %first.message, lines = bad.len(), "lines that are not events went to dead letters");
         if let Err(e) = shared.dead_letters.flush() {
-            Stats::add(&shared.stats.dead_letter_errors, 1);
             tracing::error!(path = %shared.dead_letters.path().display(), error = %e, "cannot flush dead letters");
             return Err(Halt::Failed);
         }
@@ -300,6 +300,15 @@ impl Source {
         while let Some(b) = self.in_flight.front_mut() {
             while b.next < b.replies.len() {
                 match Pin::new(&mut b.replies[b.next]).poll(&mut cx) {
+                    Poll::Ready(Ok(report)) if report.unwritten => {
+                        let file = self
+                            .tailers
+                            .iter()
+                            .find(|t| t.key == b.tailer)
+                            .map(|t| t.path.display().to_string());
+                        tracing::error!(file = ?file, before = b.end, "a dead letter of these lines could not be written (it is in the daemon's log); the checkpoint stays before them");
+                        return Err(Halt::Failed);
+                    }
                     Poll::Ready(Ok(_)) => b.next += 1,
                     Poll::Ready(Err(_)) => {
                         let file = self
