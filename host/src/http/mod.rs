@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod auth;
+pub mod body;
 pub mod ingest;
 pub mod stream;
 
@@ -17,7 +18,9 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, Notify, Semaphore};
 
 use crate::config::AuthConfig;
 use crate::dispatch::{Dispatcher, Job, SubmitError};
@@ -43,6 +46,9 @@ pub struct AppState {
     /// listings answer 503 and `/readyz` says "starting".
     pub dispatcher: OnceLock<Arc<Dispatcher>>,
     pub max_body: u64,
+    /// `[server] body_timeout`: longest time to receive a whole request body
+    /// (issue 17, item 7); past it the answer is 408 and the connection closes.
+    pub body_timeout: Duration,
     /// Exists before the dispatcher: `/metrics` answers while loading.
     pub stats: Arc<Stats>,
     pub stream: Arc<StreamHub>,
@@ -74,23 +80,51 @@ fn json_response(status: StatusCode, body: &Value) -> Resp {
     r
 }
 
+/// A JSON `{"error": message}` answer. A 408 also closes the connection;
+/// a 415 says in `Accept-Encoding` which codings are decoded (RFC 7694).
 fn error_response(status: StatusCode, message: &str) -> Resp {
-    json_response(status, &json!({ "error": message }))
+    let mut r = json_response(status, &json!({ "error": message }));
+    if status == StatusCode::REQUEST_TIMEOUT {
+        r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        r.headers_mut().insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static(body::ACCEPTED_ENCODINGS),
+        );
+    }
+    r
 }
+
+/// Per-listener connection limits from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// `header_timeout`: how long a client may take to send request headers.
+    pub header_timeout: Duration,
+    /// `max_connections`: open connections on one listener; past it a new
+    /// connection gets a 503 and is closed (issue 17, item 7).
+    pub max_connections: usize,
+}
+
+/// What a connection beyond `max_connections` is told before it is closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
+    retry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 70\r\n\r\n\
+    {\"error\":\"too many open connections (max_connections); retry shortly\"}";
 
 /// Accepts connections until `shutdown` fires, then lets open requests finish.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     role: Role,
-    header_timeout: Duration,
+    limits: ConnLimits,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(limits.header_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -103,6 +137,14 @@ pub async fn serve(
             },
             _ = shutdown.recv() => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            Stats::add(&state.stats.connections_refused, 1);
+            tracing::debug!(%peer, max = limits.max_connections, "too many connections; refusing one");
+            // Best effort and never blocking: the socket is fresh, its send
+            // buffer empty.
+            let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         // Closes this connection: for a stream subscriber that stopped reading.
@@ -114,6 +156,7 @@ pub async fn serve(
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
+            let _slot = slot;
             tokio::select! {
                 done = conn => if let Err(e) = done {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -251,8 +294,10 @@ async fn serve_endpoint(state: &AppState, path: &str, req: Request<Incoming>, ki
     }
 }
 
-/// Reads the whole body, refusing it with 413 past `max_body` (also for
-/// chunked bodies, while reading).
+/// Reads the whole body and undoes its `Content-Encoding`: 415 for a coding
+/// not decoded (before reading), 413 past `max_body` (while reading, for
+/// chunked bodies too, and again on the decoded size), 408 when the body
+/// takes longer than `body_timeout` to arrive (issue 17, items 4 and 7).
 pub(crate) async fn read_body(
     state: &AppState,
     req: Request<Incoming>,
@@ -262,6 +307,7 @@ pub(crate) async fn read_body(
         message: format!("body is larger than max_body ({} bytes)", state.max_body),
     };
     let (parts, body) = req.into_parts();
+    let codings = body::encodings(&parts.headers)?;
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -271,14 +317,39 @@ pub(crate) async fn read_body(
         return Err(too_large());
     }
     let limit = usize::try_from(state.max_body).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok((parts, collected.to_bytes())),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(IngestError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("cannot read the body: {e}"),
-        }),
+    let read = tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect());
+    let raw = match read.await {
+        Err(_) => {
+            Stats::add(&state.stats.body_timeouts, 1);
+            tracing::debug!(timeout = ?state.body_timeout, "request body too slow; answering 408");
+            return Err(IngestError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: format!(
+                    "the body did not arrive within body_timeout ({})",
+                    humantime::format_duration(state.body_timeout)
+                ),
+            });
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Ok(Err(e)) => {
+            return Err(IngestError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("cannot read the body: {e}"),
+            })
+        }
+    };
+    if codings.is_empty() {
+        return Ok((parts, raw));
     }
+    let max_body = state.max_body;
+    let decoded = tokio::task::spawn_blocking(move || body::decode(&codings, raw, max_body))
+        .await
+        .map_err(|e| IngestError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("decoding the body failed: {e}"),
+        })??;
+    Ok((parts, decoded))
 }
 
 fn wants_wait(query: Option<&str>) -> bool {
