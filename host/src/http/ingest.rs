@@ -182,6 +182,9 @@ pub fn eventlib(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result
 }
 
 #[cfg(test)]
+mod spec_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use hyper::header::HeaderValue;
@@ -284,7 +287,7 @@ mod tests {
         assert_eq!(b.len(), 2);
         let e = err(
             &ct("application/cloudevents-batch+json"),
-            r#"[{"specversion":"1.0","type":"a.A"},{"specversion":"1.0"}]"#,
+            r#"[{"specversion":"1.0","type":"a.A","source":"/s","id":"1"},{"specversion":"1.0"}]"#,
         );
         assert_eq!(e.message, "event [1]: missing \"type\"; the batch was refused");
     }
@@ -306,24 +309,22 @@ mod tests {
         assert_eq!(e[0].meta["ce_source"], "/pay");
         assert_eq!(e[0].meta["traceparent"], "00-1");
         assert_eq!(e[0].meta["ce_datacontenttype"], "application/json");
-        let text = headers(&[
-            ("ce-specversion", "1.0"),
-            ("ce-type", "t.T"),
-            ("content-type", "text/plain"),
-        ]);
+        let base = [("ce-specversion", "1.0"), ("ce-type", "t.T"), ("ce-id", "1"), ("ce-source", "/s")];
+        let with = |extra: &[(&'static str, &str)]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            headers(&all)
+        };
+        let text = with(&[("content-type", "text/plain")]);
         assert_eq!(events(&text, b"hello").unwrap()[0].data, json!("hello"));
-        let bin = headers(&[
-            ("ce-specversion", "1.0"),
-            ("ce-type", "t.T"),
-            ("content-type", "application/octet-stream"),
-        ]);
+        let bin = with(&[("content-type", "application/octet-stream")]);
         let e = events(&bin, &[0xff, 0x00]).unwrap();
         assert_eq!(e[0].data, json!("/wA="));
         assert_eq!(e[0].meta["ce_data_base64"], true);
         let missing = headers(&[("ce-specversion", "1.0")]);
         assert_eq!(
             events(&missing, b"").unwrap_err().message,
-            "binary CloudEvent: missing \"type\""
+            "binary CloudEvent: missing header ce-type"
         );
     }
 
