@@ -12,6 +12,7 @@ mod failures;
 mod harness;
 mod http_ingest;
 mod metrics;
+mod protocol_edges;
 mod reload;
 mod routing;
 mod shutdown;
