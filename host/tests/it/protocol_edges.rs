@@ -180,10 +180,12 @@ async fn encodings_not_decoded_bombs_and_garbage_are_refused() {
 
 /// Sends `head`, then the body one byte per `every` until the server answers
 /// or closes; returns what it answered and when.
-async fn slow_client(addr: std::net::SocketAddr, every: Duration) -> (String, Duration) {
+async fn slow_client(addr: std::net::SocketAddr, path: &str, every: Duration) -> (String, Duration) {
     let started = Instant::now();
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let head = "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+    );
     s.write_all(head.as_bytes()).await.unwrap();
     let (mut rd, mut wr) = s.into_split();
     let writer = tokio::spawn(async move {
@@ -201,7 +203,10 @@ async fn slow_client(addr: std::net::SocketAddr, every: Duration) -> (String, Du
 async fn slow_bodies_are_cut_at_body_timeout_and_others_are_served() {
     let mut d = daemon("body_timeout = \"1s\"").await;
     let slow: Vec<_> = (0..30)
-        .map(|_| tokio::spawn(slow_client(d.addr, Duration::from_millis(200))))
+        .map(|i| {
+            let path = ["/v1/events", "/event/log"][i % 2];
+            tokio::spawn(slow_client(d.addr, path, Duration::from_millis(200)))
+        })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // While they trickle, an ordinary producer is served at once.
@@ -217,6 +222,13 @@ async fn slow_bodies_are_cut_at_body_timeout_and_others_are_served() {
         // Cut at 1 s; the margin is for a loaded machine, far below the
         // 60 s and more of issue 17.
         assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{took:?}");
+    }
+    // Endpoints that never read a body do not wait for one either: they
+    // answer, and the connection is closed rather than kept for the rest.
+    for path in ["/healthz", "/nowhere", "/v1/stats"] {
+        let (answer, took) = slow_client(d.addr, path, Duration::from_millis(200)).await;
+        assert!(answer.starts_with("HTTP/1.1 "), "{path}: {answer}");
+        assert!(took < Duration::from_secs(10), "{path}: {took:?}");
     }
     let (s, _) = scrape(&d).await;
     assert_eq!(sample(&s, "switchyard_http_body_timeouts_total", &[]), 30.0);
