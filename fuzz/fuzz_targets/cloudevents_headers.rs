@@ -21,7 +21,9 @@ fuzz_target!(|input: &[u8]| {
     let mut headers = HeaderMap::new();
     headers.insert("ce-specversion", HeaderValue::from_static("1.0"));
     for line in head.split(|b| *b == b'\n') {
-        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         let mut full = b"ce-".to_vec();
         full.extend_from_slice(name);

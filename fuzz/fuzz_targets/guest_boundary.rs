@@ -63,15 +63,25 @@ fuzz_target!(|input: &[u8]| {
     let payload = &payload[..payload.len().min(65536)];
     memory.write(&mut store, 0, payload).unwrap();
     for c in calls.chunks_exact(13) {
-        let (op, level, ptr, len) = (i32::from(c[0] % 3), word(&c[1..5]), word(&c[5..9]), word(&c[9..13]));
+        let (op, level, ptr, len) = (
+            i32::from(c[0] % 3),
+            word(&c[1..5]),
+            word(&c[5..9]),
+            word(&c[9..13]),
+        );
         let in_memory = (ptr as u32 as u64) + (len as u32 as u64) <= memory.data_size(&store) as u64;
         match call.call(&mut store, (op, level, ptr, len)) {
             Ok(code) => {
                 assert!(in_memory, "out-of-range access was allowed");
                 if op == 1 {
                     assert!(
-                        [abi::emit::OK, abi::emit::MALFORMED, abi::emit::TOO_MANY, abi::emit::TOO_LARGE]
-                            .contains(&code),
+                        [
+                            abi::emit::OK,
+                            abi::emit::MALFORMED,
+                            abi::emit::TOO_MANY,
+                            abi::emit::TOO_LARGE
+                        ]
+                        .contains(&code),
                         "{code}"
                     );
                 }
@@ -85,7 +95,10 @@ fuzz_target!(|input: &[u8]| {
     let state = store.data();
     assert!(state.emits.len() <= 4);
     assert!(state.emit_bytes <= 4096);
-    assert!(state.logs.iter().all(|l| l.message.len() <= abi::MAX_MESSAGE_BYTES * 3));
+    assert!(state
+        .logs
+        .iter()
+        .all(|l| l.message.len() <= abi::MAX_MESSAGE_BYTES * 3));
     // The same bytes straight into the host's own parser.
     let mut direct = HostState::new(None, limits);
     let _ = direct.emit(payload);

@@ -40,7 +40,9 @@ fuzz_target!(|input: &[u8]| {
     if let Some(enc) = ENCODING[usize::from(*e) % ENCODING.len()] {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
     }
-    let Ok(codings) = body::encodings(&headers) else { return };
+    let Ok(codings) = body::encodings(&headers) else {
+        return;
+    };
     let Ok(decoded) = body::decode(&codings, Bytes::copy_from_slice(raw), MAX_BODY) else {
         return;
     };

@@ -10,11 +10,15 @@ use libfuzzer_sys::fuzz_target;
 use switchyard::config::Config;
 
 fuzz_target!(|input: &[u8]| {
-    let Ok(src) = std::str::from_utf8(input) else { return };
+    let Ok(src) = std::str::from_utf8(input) else {
+        return;
+    };
     let plugins = || -> Result<BTreeSet<String>, String> {
         Ok(["audit", "count_clicks", "log"].map(String::from).into())
     };
-    match Config::parse(src, Path::new("router.toml"), Path::new("/nonexistent"), |_| plugins()) {
+    match Config::parse(src, Path::new("router.toml"), Path::new("/nonexistent"), |_| {
+        plugins()
+    }) {
         Ok(cfg) => {
             assert!(cfg.server.max_connections >= 1);
             assert!(!cfg.server.body_timeout.is_zero());

@@ -16,7 +16,9 @@ fn formats() -> &'static [TailFormat] {
     FORMATS.get_or_init(|| {
         vec![
             TailFormat::Json,
-            TailFormat::Text { name: Some("app.Line".into()) },
+            TailFormat::Text {
+                name: Some("app.Line".into()),
+            },
             TailFormat::Text { name: None },
             TailFormat::Regex {
                 pattern: regex::Regex::new(

@@ -406,7 +406,11 @@ impl Validator<'_> {
                 "server.header_timeout",
                 Duration::from_secs(10),
             ),
-            body_timeout: self.duration(&raw.server.body_timeout, "server.body_timeout", Duration::from_secs(10)),
+            body_timeout: self.duration(
+                &raw.server.body_timeout,
+                "server.body_timeout",
+                Duration::from_secs(10),
+            ),
             max_connections: self.int(
                 &raw.server.max_connections,
                 "server.max_connections",

@@ -198,7 +198,9 @@ fn golden_body_timeout_and_max_connections() {
         "router.toml:2:16: server.body_timeout: must be longer than zero\n\
          router.toml:3:19: server.max_connections: must be from 1 to 1000000, got 0"
     );
-    assert!(errors("[server]\nbody_timeout = \"soon\"\n").starts_with("router.toml:2:16: server.body_timeout: "));
+    assert!(
+        errors("[server]\nbody_timeout = \"soon\"\n").starts_with("router.toml:2:16: server.body_timeout: ")
+    );
     assert!(errors("[server]\nbody_timout = \"1s\"\n").contains("unknown field `body_timout`"));
 }
 

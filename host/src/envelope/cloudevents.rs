@@ -95,7 +95,9 @@ pub fn check_uri(value: &str, absolute: bool) -> Result<(), String> {
         Some(colon) => {
             let scheme = &value[..colon];
             let ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
             if !ok {
                 return Err(format!("{value:?} is not a URI: bad scheme {scheme:?}"));
             }
@@ -116,9 +118,7 @@ pub fn check_media_type(value: &str) -> Result<(), String> {
     };
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or("").trim();
-    let well_formed = essence
-        .split_once('/')
-        .is_some_and(|(t, s)| token(t) && token(s));
+    let well_formed = essence.split_once('/').is_some_and(|(t, s)| token(t) && token(s));
     if !well_formed {
         return Err(format!("{value:?} is not a media type like \"application/json\""));
     }
@@ -215,10 +215,7 @@ fn check_attributes(obj: &mut Map<String, Value>) -> Result<(), EnvelopeError> {
             other => {
                 return Err(attr(
                     name,
-                    format!(
-                        "must be a string, boolean or integer, got {}",
-                        json_type(other)
-                    ),
+                    format!("must be a string, boolean or integer, got {}", json_type(other)),
                 ))
             }
         }
@@ -281,7 +278,10 @@ pub fn to_event(mut obj: Map<String, Value>, source: &str) -> Result<Event, Enve
             Value::String(b64)
         }
         (None, Some(other)) => {
-            return Err(attr("data_base64", format!("must be a string, got {}", json_type(&other))))
+            return Err(attr(
+                "data_base64",
+                format!("must be a string, got {}", json_type(&other)),
+            ))
         }
         (None, None) => empty_object(),
     };

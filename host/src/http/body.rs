@@ -183,7 +183,10 @@ mod tests {
         h.append(CONTENT_ENCODING, HeaderValue::from_static("zstd"));
         let codings = encodings(&h).unwrap();
         assert_eq!(codings, [Encoding::Gzip, Encoding::Zstd]);
-        assert_eq!(&decode(&codings, outer.into(), 100).unwrap()[..], b"{\"name\":\"a.B\"}");
+        assert_eq!(
+            &decode(&codings, outer.into(), 100).unwrap()[..],
+            b"{\"name\":\"a.B\"}"
+        );
         assert_eq!(encodings(&with("gzip, identity")).unwrap(), [Encoding::Gzip]);
     }
 
@@ -193,7 +196,11 @@ mod tests {
             let e = encodings(&with(name)).unwrap_err();
             assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{name}");
             let last = name.rsplit(", ").next().unwrap();
-            assert!(e.message.contains(&format!("{last:?} is not supported")), "{}", e.message);
+            assert!(
+                e.message.contains(&format!("{last:?} is not supported")),
+                "{}",
+                e.message
+            );
         }
     }
 
@@ -211,7 +218,8 @@ mod tests {
             let e = decode(&[coding], Bytes::from_static(b"__event__=a.B"), 1 << 20).unwrap_err();
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{coding:?}");
             assert!(
-                e.message.starts_with(&format!("Content-Encoding {}: ", coding.name())),
+                e.message
+                    .starts_with(&format!("Content-Encoding {}: ", coding.name())),
                 "{}",
                 e.message
             );

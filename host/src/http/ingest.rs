@@ -66,9 +66,9 @@ pub fn events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, IngestErro
             return Err(bad("empty body: a structured CloudEvent or a batch is JSON"));
         }
         return match media {
-            "application/cloudevents+json" => {
-                structured(parse_json(body, "body")?).map(|e| vec![e]).map_err(bad)
-            }
+            "application/cloudevents+json" => structured(parse_json(body, "body")?)
+                .map(|e| vec![e])
+                .map_err(bad),
             "application/cloudevents-batch+json" => match parse_json(body, "body")? {
                 Value::Array(items) => batch(items, structured),
                 other => Err(bad(format!(
@@ -309,7 +309,12 @@ mod tests {
         assert_eq!(e[0].meta["ce_source"], "/pay");
         assert_eq!(e[0].meta["traceparent"], "00-1");
         assert_eq!(e[0].meta["ce_datacontenttype"], "application/json");
-        let base = [("ce-specversion", "1.0"), ("ce-type", "t.T"), ("ce-id", "1"), ("ce-source", "/s")];
+        let base = [
+            ("ce-specversion", "1.0"),
+            ("ce-type", "t.T"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+        ];
         let with = |extra: &[(&'static str, &str)]| {
             let mut all = base.to_vec();
             all.extend_from_slice(extra);

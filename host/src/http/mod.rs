@@ -19,7 +19,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -85,7 +86,8 @@ fn json_response(status: StatusCode, body: &Value) -> Resp {
 fn error_response(status: StatusCode, message: &str) -> Resp {
     let mut r = json_response(status, &json!({ "error": message }));
     if status == StatusCode::REQUEST_TIMEOUT {
-        r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
         r.headers_mut().insert(

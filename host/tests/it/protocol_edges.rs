@@ -61,19 +61,29 @@ async fn structured_cloudevents_with_ce_headers_stay_structured() {
     h.push(("content-type", "application/cloudevents+json; charset=UTF-8"));
     let body = json!({"specversion": "1.0", "type": "shop.Ordered", "source": "/shop", "id": "s1",
                       "data": {"n": 1}});
-    let r = d.request("POST", "/v1/events", &h, body.to_string().into_bytes()).await;
+    let r = d
+        .request("POST", "/v1/events", &h, body.to_string().into_bytes())
+        .await;
     assert_eq!((r.status.as_u16(), r.body.clone()), (202, json!({"ids": ["s1"]})));
     let mut h = ce_headers.to_vec();
     h.push(("content-type", "application/cloudevents-batch+json"));
     let batch = json!([{"specversion": "1.0", "type": "a.A", "source": "/s", "id": "b1"},
                        {"specversion": "1.0", "type": "a.B", "source": "/s", "id": "b2"}]);
-    let r = d.request("POST", "/v1/events", &h, batch.to_string().into_bytes()).await;
-    assert_eq!((r.status.as_u16(), r.body.clone()), (202, json!({"ids": ["b1", "b2"]})));
+    let r = d
+        .request("POST", "/v1/events", &h, batch.to_string().into_bytes())
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.clone()),
+        (202, json!({"ids": ["b1", "b2"]}))
+    );
     d.shutdown().await;
     let got = d.lines("archive.ndjson");
     assert_eq!(got.len(), 3);
     let s1 = by_id(&got, "s1");
-    assert_eq!((s1["name"].clone(), s1["data"].clone()), (json!("shop.Ordered"), json!({"n": 1})));
+    assert_eq!(
+        (s1["name"].clone(), s1["data"].clone()),
+        (json!("shop.Ordered"), json!({"n": 1}))
+    );
     assert_eq!(by_id(&got, "b2")["name"], "a.B");
 }
 
@@ -85,16 +95,34 @@ async fn compressed_bodies_are_decoded_on_every_ingest_endpoint() {
         .request(
             "POST",
             "/event/log",
-            &[("content-type", "application/x-www-form-urlencoded"), ("content-encoding", "gzip")],
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("content-encoding", "gzip"),
+            ],
             gzip(form),
         )
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
     let form_id = r.body["ids"][0].as_str().unwrap().to_string();
     let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
-        ("application/json", "gzip", gzip(br#"{"id":"j1","name":"a.Json"}"#), "j1"),
-        ("application/json", "x-gzip", gzip(br#"[{"id":"j2","name":"a.Json"}]"#), "j2"),
-        ("application/x-ndjson", "deflate", zlib(b"{\"id\":\"n1\",\"name\":\"a.Nd\"}\n"), "n1"),
+        (
+            "application/json",
+            "gzip",
+            gzip(br#"{"id":"j1","name":"a.Json"}"#),
+            "j1",
+        ),
+        (
+            "application/json",
+            "x-gzip",
+            gzip(br#"[{"id":"j2","name":"a.Json"}]"#),
+            "j2",
+        ),
+        (
+            "application/x-ndjson",
+            "deflate",
+            zlib(b"{\"id\":\"n1\",\"name\":\"a.Nd\"}\n"),
+            "n1",
+        ),
         (
             "application/cloudevents+json",
             "zstd",
@@ -114,9 +142,18 @@ async fn compressed_bodies_are_decoded_on_every_ingest_endpoint() {
     ];
     for (ct, enc, body, id) in cases {
         let r = d
-            .request("POST", "/v1/events", &[("content-type", ct), ("content-encoding", enc)], body)
+            .request(
+                "POST",
+                "/v1/events",
+                &[("content-type", ct), ("content-encoding", enc)],
+                body,
+            )
             .await;
-        assert_eq!((r.status.as_u16(), r.body.clone()), (202, json!({"ids": [id]})), "{ct} {enc}");
+        assert_eq!(
+            (r.status.as_u16(), r.body.clone()),
+            (202, json!({"ids": [id]})),
+            "{ct} {enc}"
+        );
     }
     // Binary mode: the decoded body is the data.
     let r = d
@@ -151,31 +188,55 @@ async fn encodings_not_decoded_bombs_and_garbage_are_refused() {
     for path in ["/v1/events", "/event/log"] {
         for enc in ["br", "snappy", "gzip, compress"] {
             let r = d
-                .request("POST", path, &[("content-encoding", enc)], b"__event__=a.B".to_vec())
+                .request(
+                    "POST",
+                    path,
+                    &[("content-encoding", enc)],
+                    b"__event__=a.B".to_vec(),
+                )
                 .await;
             assert_eq!(r.status, 415, "{path} {enc}");
             let culprit = enc.rsplit(", ").next().unwrap();
             let msg = r.body["error"].as_str().unwrap();
-            assert!(msg.contains(&format!("Content-Encoding {culprit:?} is not supported")), "{msg}");
+            assert!(
+                msg.contains(&format!("Content-Encoding {culprit:?} is not supported")),
+                "{msg}"
+            );
             assert_eq!(r.headers["accept-encoding"], "gzip, deflate, zstd, identity");
         }
         // 10 MiB of zeros in about 10 KiB: 413 once the decoded size passes max_body.
         let bomb = gzip(&vec![0u8; 10 << 20]);
         assert!(bomb.len() < 64 << 10);
-        let r = d.request("POST", path, &[("content-encoding", "gzip")], bomb).await;
+        let r = d
+            .request("POST", path, &[("content-encoding", "gzip")], bomb)
+            .await;
         assert_eq!(r.status, 413, "{path}");
         let msg = r.body["error"].as_str().unwrap();
-        assert!(msg.contains("Content-Encoding gzip is larger than max_body (65536 bytes)"), "{msg}");
+        assert!(
+            msg.contains("Content-Encoding gzip is larger than max_body (65536 bytes)"),
+            "{msg}"
+        );
         // Bytes that are not what the header says: 400 naming the encoding.
         let r = d
-            .request("POST", path, &[("content-encoding", "gzip")], b"__event__=a.B".to_vec())
+            .request(
+                "POST",
+                path,
+                &[("content-encoding", "gzip")],
+                b"__event__=a.B".to_vec(),
+            )
             .await;
         assert_eq!(r.status, 400, "{path}");
         let msg = r.body["error"].as_str().unwrap();
-        assert!(msg.starts_with("Content-Encoding gzip: the body does not decode"), "{msg}");
+        assert!(
+            msg.starts_with("Content-Encoding gzip: the body does not decode"),
+            "{msg}"
+        );
     }
     d.shutdown().await;
-    assert!(d.lines("archive.ndjson").is_empty(), "nothing undecoded was routed");
+    assert!(
+        d.lines("archive.ndjson").is_empty(),
+        "nothing undecoded was routed"
+    );
 }
 
 /// Sends `head`, then the body one byte per `every` until the server answers
@@ -211,17 +272,29 @@ async fn slow_bodies_are_cut_at_body_timeout_and_others_are_served() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // While they trickle, an ordinary producer is served at once.
     let started = Instant::now();
-    let r = d.post_json("/v1/events", &json!({"id": "fast", "name": "a.Fast"})).await;
+    let r = d
+        .post_json("/v1/events", &json!({"id": "fast", "name": "a.Fast"}))
+        .await;
     assert_eq!(r.status, 202);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     for task in slow {
         let (answer, took) = task.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-        assert!(answer.contains("the body did not arrive within body_timeout (1s)"), "{answer}");
+        assert!(
+            answer.contains("the body did not arrive within body_timeout (1s)"),
+            "{answer}"
+        );
         assert!(answer.contains("connection: close"), "{answer}");
         // Cut at 1 s; the margin is for a loaded machine, far below the
         // 60 s and more of issue 17.
-        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+            "{took:?}"
+        );
     }
     // Endpoints that never read a body do not wait for one either: they
     // answer, and the connection is closed rather than kept for the rest.
@@ -259,7 +332,10 @@ async fn connections_beyond_max_connections_get_503_and_are_closed() {
     assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable"), "{answer}");
     let body = answer.split("\r\n\r\n").nth(1).unwrap();
     let body: Value = serde_json::from_str(body).unwrap();
-    assert_eq!(body["error"], "too many open connections (max_connections); retry shortly");
+    assert_eq!(
+        body["error"],
+        "too many open connections (max_connections); retry shortly"
+    );
     drop(held);
     // Slots come back as the held connections close.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -42,7 +42,10 @@ pub fn attributes(headers: &HeaderMap) -> Result<Map<String, Value>, IngestError
         if values.next().is_some() {
             return Err(bad(format!("header {name} is given more than once")));
         }
-        if let Some(b) = raw.iter().find(|b| !(b.is_ascii_graphic() || **b == b' ' || **b == b'\t')) {
+        if let Some(b) = raw
+            .iter()
+            .find(|b| !(b.is_ascii_graphic() || **b == b' ' || **b == b'\t'))
+        {
             return Err(bad(format!(
                 "header {name}: byte 0x{b:02x} is not printable ASCII; percent-encode it"
             )));

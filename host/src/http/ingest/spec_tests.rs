@@ -34,11 +34,18 @@ fn refused(h: &HeaderMap, body: &[u8]) -> IngestError {
 const STRUCTURED: &str = "application/cloudevents+json; charset=utf-8";
 
 fn structured(v: Value) -> Event {
-    one(&request(&[("content-type", STRUCTURED)]), v.to_string().as_bytes())
+    one(
+        &request(&[("content-type", STRUCTURED)]),
+        v.to_string().as_bytes(),
+    )
 }
 
 fn structured_err(v: Value) -> String {
-    refused(&request(&[("content-type", STRUCTURED)]), v.to_string().as_bytes()).message
+    refused(
+        &request(&[("content-type", STRUCTURED)]),
+        v.to_string().as_bytes(),
+    )
+    .message
 }
 
 /// The headers of the JSON format's examples re-encoded in binary mode.
@@ -109,7 +116,10 @@ fn http_binding_percent_encoding_example_and_rules() {
         ])
     };
     let subject = |value: &str| one(&with(value), b"").meta["ce_subject"].clone();
-    assert_eq!(subject("Euro%20%E2%82%AC%20%F0%9F%98%80"), "Euro \u{20ac} \u{1f600}");
+    assert_eq!(
+        subject("Euro%20%E2%82%AC%20%F0%9F%98%80"),
+        "Euro \u{20ac} \u{1f600}"
+    );
     assert_eq!(subject("euro%e2%82%ac"), "euro\u{20ac}", "lower-case hex decodes");
     assert_eq!(subject("%41%42c"), "ABc", "unnecessary encoding is accepted");
     // Older senders quoted instead of encoding: quoted strings are undone first.
@@ -132,37 +142,76 @@ fn http_binding_percent_encoding_example_and_rules() {
     let mut h = with("x");
     h.insert("ce-subject", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
     let e = refused(&h, b"");
-    assert!(e.message.contains("header ce-subject: byte 0xc3 is not printable ASCII"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("header ce-subject: byte 0xc3 is not printable ASCII"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
 fn http_binding_binary_header_rules() {
-    let base = [("ce-specversion", "1.0"), ("ce-type", "a.B"), ("ce-id", "1"), ("ce-source", "/s")];
+    let base = [
+        ("ce-specversion", "1.0"),
+        ("ce-type", "a.B"),
+        ("ce-id", "1"),
+        ("ce-source", "/s"),
+    ];
     let with = |extra: (&str, &str)| {
         let mut all = base.to_vec();
         all.push(extra);
         request(&all)
     };
     let e = refused(&with(("ce-datacontenttype", "application/json")), b"{}");
-    assert!(e.message.starts_with("header ce-datacontenttype:"), "{}", e.message);
+    assert!(
+        e.message.starts_with("header ce-datacontenttype:"),
+        "{}",
+        e.message
+    );
     let e = refused(&with(("ce-my-ext", "x")), b"");
-    assert!(e.message.contains("\"my-ext\" is not a CloudEvents attribute name"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("\"my-ext\" is not a CloudEvents attribute name"),
+        "{}",
+        e.message
+    );
     let e = refused(&with(("ce-id", "2")), b"");
     assert_eq!(e.message, "header ce-id is given more than once");
     let e = refused(&with(("ce-data", "x")), b"");
-    assert!(e.message.starts_with("header ce-data: in binary mode the body is the data"), "{}", e.message);
+    assert!(
+        e.message
+            .starts_with("header ce-data: in binary mode the body is the data"),
+        "{}",
+        e.message
+    );
     // Missing required attributes name their header.
     for missing in ["ce-type", "ce-id", "ce-source"] {
-        let h = request(&base.iter().copied().filter(|(k, _)| *k != missing).collect::<Vec<_>>());
-        assert_eq!(refused(&h, b"").message, format!("binary CloudEvent: missing header {missing}"));
+        let h = request(
+            &base
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            refused(&h, b"").message,
+            format!("binary CloudEvent: missing header {missing}")
+        );
     }
     // ce-* headers without ce-specversion are not silently ignored.
     let h = request(&[("content-type", "application/json"), ("ce-type", "a.B")]);
     let e = refused(&h, br#"{"name":"a.B"}"#);
-    assert!(e.message.starts_with("header ce-type without ce-specversion"), "{}", e.message);
+    assert!(
+        e.message.starts_with("header ce-type without ce-specversion"),
+        "{}",
+        e.message
+    );
     // Binary JSON data that does not parse is refused, naming it.
     let json = with(("content-type", "application/vnd.x+json"));
-    assert!(refused(&json, b"{oops").message.starts_with("CloudEvent data: invalid JSON"));
+    assert!(refused(&json, b"{oops")
+        .message
+        .starts_with("CloudEvent data: invalid JSON"));
 }
 
 #[test]
@@ -182,12 +231,21 @@ fn content_type_decides_the_mode_even_with_ce_headers() {
     assert_eq!(e.data, json!({"k": 1}));
     // And a batch with such headers stays a batch.
     let mut h = h;
-    h.insert("content-type", HeaderValue::from_static("application/cloudevents-batch+json"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/cloudevents-batch+json"),
+    );
     let batch = json!([body, {"specversion": "1.0", "type": "b.B", "source": "/s", "id": "s2"}]);
     let evs = events(&h, batch.to_string().as_bytes()).unwrap();
-    assert_eq!(evs.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["s1", "s2"]);
+    assert_eq!(
+        evs.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["s1", "s2"]
+    );
     // Event formats not read here are 415, not taken as binary.
-    for ct in ["application/cloudevents+avro", "application/cloudevents-batch+protobuf"] {
+    for ct in [
+        "application/cloudevents+avro",
+        "application/cloudevents-batch+protobuf",
+    ] {
         let e = refused(&request(&[("content-type", ct), ("ce-specversion", "1.0")]), b"x");
         assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct}");
         assert!(e.message.contains(ct), "{}", e.message);
@@ -199,7 +257,10 @@ fn http_binding_structured_and_batched_examples() {
     let e = structured(json!({"specversion": "1.0", "type": "com.example.someevent",
                               "source": "/s", "id": "1", "data": {"app": 1}}));
     assert_eq!(e.data, json!({"app": 1}));
-    let h = request(&[("content-type", "application/cloudevents-batch+json; charset=utf-8")]);
+    let h = request(&[(
+        "content-type",
+        "application/cloudevents-batch+json; charset=utf-8",
+    )]);
     let batch = json!([
         {"specversion": "1.0", "type": "com.example.someevent", "source": "/s", "id": "1", "data": {}},
         {"specversion": "1.0", "type": "com.example.someotherevent", "source": "/s", "id": "2", "data": {}}
@@ -239,7 +300,10 @@ fn json_format_xml_string_data_example() {
     }));
     assert_eq!(s.data, json!("<much wow=\"xml\"/>"));
     assert!(!s.meta.contains_key("unsetextension"), "null is unset");
-    let b = one(&example_headers("B234-1234-1234", "application/xml"), br#"<much wow="xml"/>"#);
+    let b = one(
+        &example_headers("B234-1234-1234", "application/xml"),
+        br#"<much wow="xml"/>"#,
+    );
     assert_same(&s, &b);
 }
 
@@ -268,17 +332,26 @@ fn json_format_string_data_without_content_type_example() {
         "comexampleextension1": "value", "comexampleothervalue": 5,
         "data": "I'm just a string"
     }));
-    assert_eq!(s.data, json!("I'm just a string"), "a JSON string, not parsed further");
+    assert_eq!(
+        s.data,
+        json!("I'm just a string"),
+        "a JSON string, not parsed further"
+    );
     let b = one(
         &example_headers("D234-1234-1234", "application/json"),
         br#""I'm just a string""#,
     );
     // Binary mode states the implied application/json explicitly.
-    s.meta.insert("ce_datacontenttype".into(), json!("application/json"));
+    s.meta
+        .insert("ce_datacontenttype".into(), json!("application/json"));
     assert_same(&s, &b);
     // Without the quotes it is not application/json: refused.
     let e = refused(&example_headers("D", "application/json"), b"I'm just a string");
-    assert!(e.message.starts_with("CloudEvent data: invalid JSON"), "{}", e.message);
+    assert!(
+        e.message.starts_with("CloudEvent data: invalid JSON"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -299,7 +372,10 @@ fn json_batch_format_example() {
     assert_eq!(evs[0].meta["ce_source"], "/mycontext/4");
     assert_eq!(evs[1].data["appinfoB"], 123);
     let e = refused(&h, br#"{"specversion":"1.0"}"#);
-    assert_eq!(e.message, "a CloudEvents batch must be a JSON array, got an object");
+    assert_eq!(
+        e.message,
+        "a CloudEvents batch must be a JSON array, got an object"
+    );
 }
 
 #[test]
@@ -328,7 +404,10 @@ fn required_attributes_and_specversion() {
     assert_eq!(structured_err(v), "\"specversion\" must be \"1.0\", got \"0.3\"");
     let mut v = full.clone();
     v["specversion"] = json!(1.0);
-    assert_eq!(structured_err(v), "\"specversion\" must be a string, got a number");
+    assert_eq!(
+        structured_err(v),
+        "\"specversion\" must be a string, got a number"
+    );
 }
 
 #[test]
@@ -344,11 +423,17 @@ fn attribute_names_and_types() {
     }
     let e = structured(with("ext1", json!(true)));
     assert_eq!(e.meta["ext1"], true);
-    assert_eq!(structured(with("ext2", json!(-2147483648i64))).meta["ext2"], -2147483648i64);
+    assert_eq!(
+        structured(with("ext2", json!(-2147483648i64))).meta["ext2"],
+        -2147483648i64
+    );
     for (value, why) in [
         (json!(2147483648i64), "must be a 32-bit integer"),
         (json!(1.5), "must be a 32-bit integer"),
-        (json!({"a": 1}), "must be a string, boolean or integer, got an object"),
+        (
+            json!({"a": 1}),
+            "must be a string, boolean or integer, got an object",
+        ),
         (json!([1]), "must be a string, boolean or integer, got an array"),
         (json!("a\u{1}b"), "must not contain the character"),
         (json!("a\u{85}b"), "must not contain the character"),
@@ -360,7 +445,10 @@ fn attribute_names_and_types() {
     }
     let m = structured_err(with("subject", json!(5)));
     assert_eq!(m, "\"subject\" must be a string, got a number");
-    assert_eq!(structured_err(with("subject", json!(""))), "\"subject\" must not be empty");
+    assert_eq!(
+        structured_err(with("subject", json!(""))),
+        "\"subject\" must not be empty"
+    );
 }
 
 #[test]
@@ -383,7 +471,10 @@ fn uri_time_and_media_type_attributes() {
     }
     for bad in ["/my context", "/a%2", "1ab:x", "/\u{e9}"] {
         let m = structured_err(with("source", bad));
-        assert!(m.starts_with("\"source\" ") && m.contains("is not a URI"), "{bad}: {m}");
+        assert!(
+            m.starts_with("\"source\" ") && m.contains("is not a URI"),
+            "{bad}: {m}"
+        );
     }
     assert_eq!(
         structured(with("dataschema", "https://example.com/s.json")).meta["dataschema"],
@@ -395,7 +486,10 @@ fn uri_time_and_media_type_attributes() {
         structured_err(with("time", "yesterday")),
         "\"time\" must be an RFC 3339 time, got \"yesterday\""
     );
-    assert_eq!(structured(with("time", "2018-04-05T17:31:00+02:00")).time, "2018-04-05T17:31:00+02:00");
+    assert_eq!(
+        structured(with("time", "2018-04-05T17:31:00+02:00")).time,
+        "2018-04-05T17:31:00+02:00"
+    );
     for bad in ["xml", "application/", "text/plain; charset", "a b/c"] {
         let m = structured_err(with("datacontenttype", bad));
         assert!(m.starts_with("\"datacontenttype\" "), "{bad}: {m}");
@@ -428,8 +522,13 @@ fn data_and_data_base64() {
     // An explicit null payload is kept, distinct from no data.
     assert_eq!(structured(with(json!({"data": null}))).data, Value::Null);
     // Non-JSON content types carry a string.
-    let m = structured_err(with(json!({"datacontenttype": "application/xml", "data": {"a": 1}})));
-    assert!(m.starts_with("\"data\" must be a string when datacontenttype"), "{m}");
+    let m = structured_err(with(
+        json!({"datacontenttype": "application/xml", "data": {"a": 1}}),
+    ));
+    assert!(
+        m.starts_with("\"data\" must be a string when datacontenttype"),
+        "{m}"
+    );
     for json_type in ["text/json", "application/vnd.example+json; charset=utf-8"] {
         let e = structured(with(json!({"datacontenttype": json_type, "data": {"a": 1}})));
         assert_eq!(e.data, json!({"a": 1}), "{json_type}");
