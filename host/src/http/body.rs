@@ -14,10 +14,72 @@
 use std::io::Read;
 
 use bytes::Bytes;
-use hyper::header::{HeaderMap, CONTENT_ENCODING};
-use hyper::StatusCode;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH};
+use hyper::{Request, StatusCode};
 
 use super::ingest::IngestError;
+use super::AppState;
+use crate::stats::Stats;
+
+/// Reads the whole body and undoes its `Content-Encoding`: 415 for a coding
+/// not decoded (before reading), 413 past `max_body` (while reading, for
+/// chunked bodies too, and again on the decoded size), 408 when the body
+/// takes longer than `body_timeout` to arrive (issue 17, items 4 and 7).
+pub(crate) async fn read_body(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<(hyper::http::request::Parts, Bytes), IngestError> {
+    let too_large = || IngestError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("body is larger than max_body ({} bytes)", state.max_body),
+    };
+    let (parts, body) = req.into_parts();
+    let codings = encodings(&parts.headers)?;
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(state.max_body).unwrap_or(usize::MAX);
+    let read = tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect());
+    let raw = match read.await {
+        Err(_) => {
+            Stats::add(&state.stats.body_timeouts, 1);
+            tracing::debug!(timeout = ?state.body_timeout, "request body too slow; answering 408");
+            return Err(IngestError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: format!(
+                    "the body did not arrive within body_timeout ({})",
+                    humantime::format_duration(state.body_timeout)
+                ),
+            });
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Ok(Err(e)) => {
+            return Err(IngestError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("cannot read the body: {e}"),
+            })
+        }
+    };
+    if codings.is_empty() {
+        return Ok((parts, raw));
+    }
+    let max_body = state.max_body;
+    let decoded = tokio::task::spawn_blocking(move || decode(&codings, raw, max_body))
+        .await
+        .map_err(|e| IngestError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("decoding the body failed: {e}"),
+        })??;
+    Ok((parts, decoded))
+}
 
 /// The `Accept-Encoding` value sent with a 415 (RFC 7694): what is decoded.
 pub const ACCEPTED_ENCODINGS: &str = "gzip, deflate, zstd, identity";

@@ -16,11 +16,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -36,7 +35,6 @@ use crate::dispatch::{Dispatcher, Job, SubmitError};
 use crate::envelope::Event;
 use crate::metrics::{SCOPE_ADMIN, SCOPE_INGEST};
 use crate::stats::Stats;
-use ingest::IngestError;
 use stream::StreamHub;
 
 /// How long open requests may take to finish once shutdown begins.
@@ -296,64 +294,6 @@ async fn serve_endpoint(state: &AppState, path: &str, req: Request<Incoming>, ki
     }
 }
 
-/// Reads the whole body and undoes its `Content-Encoding`: 415 for a coding
-/// not decoded (before reading), 413 past `max_body` (while reading, for
-/// chunked bodies too, and again on the decoded size), 408 when the body
-/// takes longer than `body_timeout` to arrive (issue 17, items 4 and 7).
-pub(crate) async fn read_body(
-    state: &AppState,
-    req: Request<Incoming>,
-) -> Result<(hyper::http::request::Parts, Bytes), IngestError> {
-    let too_large = || IngestError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        message: format!("body is larger than max_body ({} bytes)", state.max_body),
-    };
-    let (parts, body) = req.into_parts();
-    let codings = body::encodings(&parts.headers)?;
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.max_body) {
-        return Err(too_large());
-    }
-    let limit = usize::try_from(state.max_body).unwrap_or(usize::MAX);
-    let read = tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect());
-    let raw = match read.await {
-        Err(_) => {
-            Stats::add(&state.stats.body_timeouts, 1);
-            tracing::debug!(timeout = ?state.body_timeout, "request body too slow; answering 408");
-            return Err(IngestError {
-                status: StatusCode::REQUEST_TIMEOUT,
-                message: format!(
-                    "the body did not arrive within body_timeout ({})",
-                    humantime::format_duration(state.body_timeout)
-                ),
-            });
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Ok(Err(e)) => {
-            return Err(IngestError {
-                status: StatusCode::BAD_REQUEST,
-                message: format!("cannot read the body: {e}"),
-            })
-        }
-    };
-    if codings.is_empty() {
-        return Ok((parts, raw));
-    }
-    let max_body = state.max_body;
-    let decoded = tokio::task::spawn_blocking(move || body::decode(&codings, raw, max_body))
-        .await
-        .map_err(|e| IngestError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("decoding the body failed: {e}"),
-        })??;
-    Ok((parts, decoded))
-}
-
 fn wants_wait(query: Option<&str>) -> bool {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .any(|(k, v)| k == "wait" && (v == "true" || v == "1" || v.is_empty()))
@@ -361,7 +301,7 @@ fn wants_wait(query: Option<&str>) -> bool {
 
 async fn ingest_events(state: &AppState, req: Request<Incoming>) -> Resp {
     let wait = wants_wait(req.uri().query());
-    let events = match read_body(state, req).await {
+    let events = match body::read_body(state, req).await {
         Ok((parts, body)) => ingest::events(&parts.headers, &body),
         Err(e) => Err(e),
     };
@@ -374,7 +314,7 @@ async fn ingest_events(state: &AppState, req: Request<Incoming>) -> Resp {
 async fn ingest_eventlib(state: &AppState, req: Request<Incoming>) -> Resp {
     let query = req.uri().query().map(str::to_string);
     let wait = wants_wait(query.as_deref());
-    let event = match read_body(state, req).await {
+    let event = match body::read_body(state, req).await {
         Ok((parts, body)) => ingest::eventlib(query.as_deref(), &parts.headers, &body),
         Err(e) => Err(e),
     };
@@ -525,4 +465,23 @@ fn routes(dispatcher: &Dispatcher) -> Resp {
         })
         .collect();
     json_response(StatusCode::OK, &json!({ "routes": list }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_too_many_connections_answer_is_well_formed() {
+        let text = std::str::from_utf8(super::TOO_MANY_CONNECTIONS).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, body.len());
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("max_connections"));
+    }
 }
