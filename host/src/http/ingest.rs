@@ -240,6 +240,27 @@ mod tests {
         );
     }
 
+    /// Found by the `ingest_body` fuzz target (issue 17): a number with many
+    /// digits parsed to a float that its own serialisation did not give back,
+    /// so handlers and sinks saw another value than the router matched on.
+    /// Every accepted event must read back from its JSON as it was.
+    #[test]
+    fn accepted_events_read_back_exactly_fuzz_regression() {
+        // The crash input, then other floats that are hard to parse exactly.
+        let crash = concat!(
+            r#"[{"name":"Click","data":{"dealralue":5,"zzzzzeal_id":22222222222222222222444444444444"#,
+            "44444444444444444444444444444444444444777774444444444444444444444444444444444444444444",
+            r#"44444444444444227}}]"#
+        );
+        let others = r#"[{"name":"a.B","data":{"f":0.1,"g":1e-320,"h":-1.7976931348623157e308,"i":9007199254740993.0}}]"#;
+        for body in [crash, others] {
+            for ev in events(&ct("application/json"), body.as_bytes()).unwrap() {
+                let back: Event = serde_json::from_slice(&ev.to_json()).unwrap();
+                assert_eq!(back, ev);
+            }
+        }
+    }
+
     #[test]
     fn ndjson_skips_blank_lines_and_crlf() {
         let evs = events(
