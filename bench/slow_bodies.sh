@@ -3,7 +3,8 @@
 # their headers, then a 1000-byte body one byte per second. Reports how the
 # daemon answered them (408 at body_timeout, 503 past max_connections), how
 # long the longest stayed open, the daemon's RSS before and at its peak
-# (VmHWM), and the latency of an ordinary POST made during the attack.
+# (VmHWM), and how long an ordinary producer that starts during the attack
+# and retries on 503 waits until it is served.
 #
 #   bench/slow_bodies.sh [connections]      (default 2000)
 #
@@ -15,7 +16,7 @@ bench_init
 n="${1:-2000}"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release -q -p switchyard
+[ -n "${SWITCHYARD_BIN:-}" ] || cargo build --release -q -p switchyard
 write_config <<TOML
 
 [[route]]
@@ -39,16 +40,26 @@ for i in range(n):
     s.setblocking(False)
     socks.append(s)
     opened[s] = time.monotonic()
-# An ordinary producer during the attack.
+# An ordinary producer during the attack, retrying on 503 (Retry-After: 1)
+# until it is served.
+def ordinary():
+    t = time.monotonic()
+    tries = 0
+    while time.monotonic() - t < 60:
+        tries += 1
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events", data=b'{"name":"a.B"}',
+                                     headers={"content-type": "application/json"})
+        try:
+            status = urllib.request.urlopen(req, timeout=30).status
+            return status, tries, round(time.monotonic() - t, 2)
+        except Exception as e:
+            last = str(e)
+            time.sleep(1)
+    return last, tries, round(time.monotonic() - t, 2)
+result = {}
+producer = threading.Thread(target=lambda: result.update(zip(("status", "tries", "served_after_s"), ordinary())))
 time.sleep(1)
-t = time.monotonic()
-req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events", data=b'{"name":"a.B"}',
-                             headers={"content-type": "application/json"})
-try:
-    status = urllib.request.urlopen(req, timeout=30).status
-except Exception as e:
-    status = str(e)
-fast_ms = round((time.monotonic() - t) * 1000, 1)
+producer.start()
 live = set(socks)
 while live and time.monotonic() - start < 120:
     for s in list(live):
@@ -69,6 +80,7 @@ while live and time.monotonic() - start < 120:
             live.discard(s)
             s.close()
     time.sleep(1)
+producer.join()
 hwm = int(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM:")))
 counts = {}
 for code in answers.values():
@@ -77,5 +89,5 @@ print(json.dumps({"bench": "slow_bodies", "connections": n, "answers": counts,
                   "still_open_after_120s": len(live),
                   "longest_open_s": round(max(closed_after, default=0), 1),
                   "rss_before_mib": round(before / 1024, 1), "rss_peak_mib": round(hwm / 1024, 1),
-                  "ordinary_post": status, "ordinary_post_ms": fast_ms}))
+                  "ordinary_post": result}))
 PY

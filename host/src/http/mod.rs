@@ -121,6 +121,8 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Refused connections being answered; past as many again they are just closed.
+    let lingering = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -140,9 +142,12 @@ pub async fn serve(
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             Stats::add(&state.stats.connections_refused, 1);
             tracing::debug!(%peer, max = limits.max_connections, "too many connections; refusing one");
-            // Best effort and never blocking: the socket is fresh, its send
-            // buffer empty.
-            let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+            if let Ok(linger) = lingering.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(linger);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -172,6 +177,21 @@ pub async fn serve(
     {
         tracing::warn!("open connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
     }
+}
+
+/// Answers 503 past `max_connections` and closes without a reset: what the
+/// client already sent is read and dropped for up to a second (a lingering
+/// close), so that it sees the answer rather than ECONNRESET.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let linger = async {
+        stream.write_all(TOO_MANY_CONNECTIONS).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
 }
 
 /// Who may call an endpoint, and on which listener.
