@@ -322,7 +322,12 @@ async fn connections_beyond_max_connections_get_503_and_are_closed() {
     }
     // The accept loop takes connections in order: once a fifth is refused,
     // the four are holding every slot.
+    // It has sent a request: the answer still arrives (a lingering close, no reset).
     let mut extra = TcpStream::connect(d.addr).await.unwrap();
+    extra
+        .write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: 14\r\n\r\n{\"name\":\"a.B\"}")
+        .await
+        .unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), extra.read_to_end(&mut answer))
         .await
