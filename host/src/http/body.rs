@@ -6,7 +6,7 @@
 //! `deflate` (zlib-wrapped as RFC 9110 says; a raw DEFLATE stream, which some
 //! clients send under that name, is accepted as well), `zstd` (window at most
 //! 8 MiB, as RFC 8878 asks of HTTP decoders) and `identity`. These cover what
-//! shippers send: Fluent Bit's `compress gzip` (and `zstd`), Vector's http
+//! shippers send: Fluent Bit's `compress gzip`, Vector's http
 //! sink `compression = "gzip" | "zlib" | "zstd"`. Anything else (`br`,
 //! `snappy`, `compress`, ...) is refused with 415 naming it, before the body
 //! is read: undecoded bytes are never routed.
