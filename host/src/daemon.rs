@@ -75,7 +75,10 @@ impl Daemon {
     /// loop runs, once started.
     pub async fn bind(config: Config) -> anyhow::Result<Starting> {
         let listen = config.server.listen;
-        let header_timeout = config.server.header_timeout;
+        let limits = http::ConnLimits {
+            header_timeout: config.server.header_timeout,
+            max_connections: config.server.max_connections,
+        };
         let stats = Arc::new(Stats::default());
         let stream = Arc::new(StreamHub::new(config.stream, &stats.metrics));
         let (shutdown, _) = broadcast::channel(1);
@@ -101,6 +104,7 @@ impl Daemon {
         let state = Arc::new(AppState {
             dispatcher: OnceLock::new(),
             max_body: config.server.max_body,
+            body_timeout: config.server.body_timeout,
             reloads,
             stats,
             stream,
@@ -112,7 +116,7 @@ impl Daemon {
             listener,
             state.clone(),
             role,
-            header_timeout,
+            limits,
             shutdown.subscribe(),
         ));
         let (admin_addr, admin_server) = match admin {
@@ -123,7 +127,7 @@ impl Daemon {
                     l,
                     state.clone(),
                     Role::Admin,
-                    header_timeout,
+                    limits,
                     shutdown.subscribe(),
                 ));
                 (Some(a), Some(task))

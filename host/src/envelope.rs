@@ -1,6 +1,8 @@
 //! The event envelope: one JSON shape on every path (handler input, sinks,
 //! dead letters), and its construction from what producers send, including
-//! CloudEvents 1.0.
+//! CloudEvents 1.0 ([`cloudevents`]).
+
+pub mod cloudevents;
 
 use std::cell::RefCell;
 use std::time::SystemTime;
@@ -46,6 +48,9 @@ pub enum EnvelopeError {
     Missing(&'static str),
     #[error("\"{field}\" {problem}")]
     Invalid { field: &'static str, problem: String },
+    /// A CloudEvents attribute (any name, extensions included) at fault.
+    #[error("\"{name}\" {problem}")]
+    Attribute { name: String, problem: String },
     #[error("unknown field \"{0}\" (an event has id, name, version, source, time, meta, data)")]
     UnknownField(String),
 }
@@ -190,57 +195,9 @@ impl Event {
         })
     }
 
-    /// Maps a structured-mode CloudEvent: `type`→`name`, `id`, `time`, `data`;
-    /// the CloudEvents `source` goes to `meta.ce_source`, every other
-    /// attribute to `meta` (`ce_` + name for the core ones, extensions as is).
-    pub fn from_cloudevent(mut obj: Map<String, Value>, source: &str) -> Result<Event, EnvelopeError> {
-        match obj.remove("specversion") {
-            Some(Value::String(v)) if v == "1.0" => {}
-            Some(other) => {
-                return Err(invalid("specversion", format!("must be \"1.0\", got {other}")));
-            }
-            None => return Err(EnvelopeError::Missing("specversion")),
-        }
-        let name = take_string(&mut obj, "type")?.ok_or(EnvelopeError::Missing("type"))?;
-        check_name(&name).map_err(|p| invalid("type", p))?;
-        let id = take_string(&mut obj, "id")?
-            .filter(|id| !id.is_empty())
-            .unwrap_or_else(new_id);
-        let time = take_time(&mut obj, "time")?;
-        let data = match (obj.remove("data"), obj.remove("data_base64")) {
-            (Some(_), Some(_)) => {
-                return Err(invalid("data_base64", "must not be given together with \"data\""))
-            }
-            (Some(d), None) => d,
-            (None, Some(Value::String(b64))) => {
-                obj.insert("ce_data_base64".into(), Value::Bool(true));
-                Value::String(b64)
-            }
-            (None, Some(other)) => {
-                return Err(invalid(
-                    "data_base64",
-                    format!("must be a string, got {}", json_type(&other)),
-                ))
-            }
-            (None, None) => empty_object(),
-        };
-        let mut meta = Map::new();
-        for (key, value) in obj {
-            let key = match key.as_str() {
-                "source" | "subject" | "datacontenttype" => format!("ce_{key}"),
-                _ => key,
-            };
-            meta.insert(key, value);
-        }
-        Ok(Event {
-            id,
-            name,
-            version: None,
-            source: source.to_string(),
-            time,
-            meta,
-            data,
-        })
+    /// Maps a CloudEvent: see [`cloudevents::to_event`].
+    pub fn from_cloudevent(obj: Map<String, Value>, source: &str) -> Result<Event, EnvelopeError> {
+        cloudevents::to_event(obj, source)
     }
 
     /// The envelope as compact JSON, the form handlers and sinks receive.

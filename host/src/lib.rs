@@ -5,10 +5,12 @@
 //! Data path, in the order an event travels:
 //! - [`http`]: the HTTP server; [`http::ingest`] turns request bodies (JSON,
 //!   NDJSON, CloudEvents, eventlib's form) into events, purely;
-//!   [`http::auth`] checks bearer tokens; [`http::stream`] is the live
+//!   [`http::body`] receives bodies (`body_timeout`, `max_body`) and undoes
+//!   their `Content-Encoding`; [`http::auth`] checks bearer tokens; [`http::stream`] is the live
 //!   `/v1/stream` of routed events (bounded per subscriber, cut off when
 //!   behind).
-//! - [`envelope`]: the event envelope, ids, times, the CloudEvents mapping.
+//! - [`envelope`]: the event envelope, ids, times; [`envelope::cloudevents`]
+//!   the CloudEvents 1.0.2 rules and mapping.
 //! - [`dispatch`]: the bounded queue, admission (503 when full), the worker
 //!   threads that run handlers, emitted-event cascades, hop limit and
 //!   cascade budget.

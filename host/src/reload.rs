@@ -405,6 +405,9 @@ fn warn_restart_only(old: &Config, new: &Config) {
         || s.0.workers != s.1.workers
         || s.0.queue != s.1.queue
         || s.0.max_body != s.1.max_body
+        || s.0.header_timeout != s.1.header_timeout
+        || s.0.body_timeout != s.1.body_timeout
+        || s.0.max_connections != s.1.max_connections
     {
         tracing::warn!("[server] changed: it takes effect at the next restart");
     }

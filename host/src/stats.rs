@@ -56,6 +56,11 @@ pub struct Stats {
     pub tail_files_missing: AtomicU64,
     /// Checkpoint writes that failed (retried).
     pub tail_checkpoint_errors: AtomicU64,
+    /// Requests answered 408 because their body did not arrive within
+    /// `[server] body_timeout` (issue 17, item 7).
+    pub body_timeouts: AtomicU64,
+    /// Connections refused (503, closed) at `[server] max_connections`.
+    pub connections_refused: AtomicU64,
     /// Per source, route, plugin, sink and dead-letter kind; the totals of
     /// `/v1/stats` are sums of these.
     pub metrics: Metrics,
@@ -94,6 +99,16 @@ impl Stats {
             "plugin_load_errors",
             "Plugin files that failed to load (at start and on reloads)",
             &self.plugin_load_errors,
+        );
+        counter(
+            "http_body_timeouts",
+            "Requests answered 408: the body did not arrive within [server] body_timeout",
+            &self.body_timeouts,
+        );
+        counter(
+            "http_connections_refused",
+            "Connections refused with 503 and closed at [server] max_connections (per listener)",
+            &self.connections_refused,
         );
         counter("tail_lines", "Tailed lines submitted as events", &self.tail_lines);
         counter(

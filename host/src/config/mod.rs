@@ -113,6 +113,11 @@ pub struct ServerConfig {
     pub workers: usize,
     /// How long a client may take to send request headers.
     pub header_timeout: Duration,
+    /// How long a client may take to send a whole request body, from the
+    /// end of its headers; then 408 and the connection closes (issue 17).
+    pub body_timeout: Duration,
+    /// Open connections per listener; past it 503 and close (issue 17).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -428,6 +433,17 @@ impl Validator<'_> {
                 "server.header_timeout",
                 Duration::from_secs(10),
             ),
+            body_timeout: self.duration(
+                &raw.server.body_timeout,
+                "server.body_timeout",
+                Duration::from_secs(10),
+            ),
+            max_connections: self.int(
+                &raw.server.max_connections,
+                "server.max_connections",
+                1..1_000_001,
+                1024,
+            ) as usize,
         };
         let default_limits = self.limits(raw.plugins.limits(), "plugins", Limits::default());
         let plugins_dir = base.join(raw.plugins.dir.as_ref().map_or("plugins/dist", |d| d.get_ref()));

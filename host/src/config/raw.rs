@@ -45,6 +45,8 @@ pub struct RawServer {
     pub queue: Option<Spanned<i64>>,
     pub workers: Option<Spanned<i64>>,
     pub header_timeout: Option<Spanned<String>>,
+    pub body_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

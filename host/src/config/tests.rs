@@ -28,6 +28,8 @@ max_body = "2MiB"
 queue = 50
 workers = 3
 header_timeout = "5s"
+body_timeout = "30s"
+max_connections = 64
 
 [plugins]
 dir = "wasm"
@@ -72,6 +74,8 @@ type = "stdout"
     assert_eq!(cfg.server.max_body, 2 << 20);
     assert_eq!((cfg.server.queue, cfg.server.workers), (50, 3));
     assert_eq!(cfg.server.header_timeout, Duration::from_secs(5));
+    assert_eq!(cfg.server.body_timeout, Duration::from_secs(30));
+    assert_eq!(cfg.server.max_connections, 64);
     assert_eq!(cfg.plugins_dir, Path::new("/etc/sy/wasm"));
     assert_eq!(cfg.default_limits.fuel, 1_000);
     assert_eq!(cfg.default_limits.memory, 1 << 20);
@@ -184,6 +188,23 @@ router.toml:3:9: server.queue: must be from 1 to 10000000, got 0
 router.toml:6:1: sink.a: type "file" needs a path
 router.toml:11:8: sink.b.path: a "stdout" sink takes no path"#
     );
+}
+
+#[test]
+fn golden_body_timeout_and_max_connections() {
+    let defaults = parse("").unwrap();
+    assert_eq!(defaults.server.body_timeout, Duration::from_secs(10));
+    assert_eq!(defaults.server.max_connections, 1024);
+    let src = "[server]\nbody_timeout = \"0s\"\nmax_connections = 0\n";
+    assert_eq!(
+        errors(src),
+        "router.toml:2:16: server.body_timeout: must be longer than zero\n\
+         router.toml:3:19: server.max_connections: must be from 1 to 1000000, got 0"
+    );
+    assert!(
+        errors("[server]\nbody_timeout = \"soon\"\n").starts_with("router.toml:2:16: server.body_timeout: ")
+    );
+    assert!(errors("[server]\nbody_timout = \"1s\"\n").contains("unknown field `body_timout`"));
 }
 
 #[test]

@@ -13,8 +13,9 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use super::body::read_body;
 use super::stream::{Framing, SubscribeError};
-use super::{accept, error_response, json_response, read_body, AppState, Resp};
+use super::{accept, error_response, json_response, AppState, Resp};
 use crate::envelope::{self, Event};
 use crate::metrics::{self, Format, Live};
 use crate::router::NameGlob;

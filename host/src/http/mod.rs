@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod auth;
+pub mod body;
 pub mod ingest;
 pub mod stream;
 
@@ -15,9 +16,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,14 +28,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, Notify, Semaphore};
 
 use crate::config::AuthConfig;
 use crate::dispatch::{Dispatcher, Job, SubmitError};
 use crate::envelope::Event;
 use crate::metrics::{SCOPE_ADMIN, SCOPE_INGEST};
 use crate::stats::Stats;
-use ingest::IngestError;
 use stream::StreamHub;
 
 /// How long open requests may take to finish once shutdown begins.
@@ -43,6 +45,9 @@ pub struct AppState {
     /// listings answer 503 and `/readyz` says "starting".
     pub dispatcher: OnceLock<Arc<Dispatcher>>,
     pub max_body: u64,
+    /// `[server] body_timeout`: longest time to receive a whole request body
+    /// (issue 17, item 7); past it the answer is 408 and the connection closes.
+    pub body_timeout: Duration,
     /// Exists before the dispatcher: `/metrics` answers while loading.
     pub stats: Arc<Stats>,
     pub stream: Arc<StreamHub>,
@@ -74,23 +79,54 @@ fn json_response(status: StatusCode, body: &Value) -> Resp {
     r
 }
 
+/// A JSON `{"error": message}` answer. A 408 also closes the connection;
+/// a 415 says in `Accept-Encoding` which codings are decoded (RFC 7694).
 fn error_response(status: StatusCode, message: &str) -> Resp {
-    json_response(status, &json!({ "error": message }))
+    let mut r = json_response(status, &json!({ "error": message }));
+    if status == StatusCode::REQUEST_TIMEOUT {
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        r.headers_mut().insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static(body::ACCEPTED_ENCODINGS),
+        );
+    }
+    r
 }
+
+/// Per-listener connection limits from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// `header_timeout`: how long a client may take to send request headers.
+    pub header_timeout: Duration,
+    /// `max_connections`: open connections on one listener; past it a new
+    /// connection gets a 503 and is closed (issue 17, item 7).
+    pub max_connections: usize,
+}
+
+/// What a connection beyond `max_connections` is told before it is closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
+    retry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 70\r\n\r\n\
+    {\"error\":\"too many open connections (max_connections); retry shortly\"}";
 
 /// Accepts connections until `shutdown` fires, then lets open requests finish.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     role: Role,
-    header_timeout: Duration,
+    limits: ConnLimits,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Refused connections being answered; past as many again they are just closed.
+    let lingering = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(limits.header_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -103,6 +139,17 @@ pub async fn serve(
             },
             _ = shutdown.recv() => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            Stats::add(&state.stats.connections_refused, 1);
+            tracing::debug!(%peer, max = limits.max_connections, "too many connections; refusing one");
+            if let Ok(linger) = lingering.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(linger);
+                });
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         // Closes this connection: for a stream subscriber that stopped reading.
@@ -114,6 +161,7 @@ pub async fn serve(
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
+            let _slot = slot;
             tokio::select! {
                 done = conn => if let Err(e) = done {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -129,6 +177,21 @@ pub async fn serve(
     {
         tracing::warn!("open connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
     }
+}
+
+/// Answers 503 past `max_connections` and closes without a reset: what the
+/// client already sent is read and dropped for up to a second (a lingering
+/// close), so that it sees the answer rather than ECONNRESET.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let linger = async {
+        stream.write_all(TOO_MANY_CONNECTIONS).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
 }
 
 /// Who may call an endpoint, and on which listener.
@@ -251,36 +314,6 @@ async fn serve_endpoint(state: &AppState, path: &str, req: Request<Incoming>, ki
     }
 }
 
-/// Reads the whole body, refusing it with 413 past `max_body` (also for
-/// chunked bodies, while reading).
-pub(crate) async fn read_body(
-    state: &AppState,
-    req: Request<Incoming>,
-) -> Result<(hyper::http::request::Parts, Bytes), IngestError> {
-    let too_large = || IngestError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        message: format!("body is larger than max_body ({} bytes)", state.max_body),
-    };
-    let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.max_body) {
-        return Err(too_large());
-    }
-    let limit = usize::try_from(state.max_body).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok((parts, collected.to_bytes())),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(IngestError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("cannot read the body: {e}"),
-        }),
-    }
-}
-
 fn wants_wait(query: Option<&str>) -> bool {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .any(|(k, v)| k == "wait" && (v == "true" || v == "1" || v.is_empty()))
@@ -288,7 +321,7 @@ fn wants_wait(query: Option<&str>) -> bool {
 
 async fn ingest_events(state: &AppState, req: Request<Incoming>) -> Resp {
     let wait = wants_wait(req.uri().query());
-    let events = match read_body(state, req).await {
+    let events = match body::read_body(state, req).await {
         Ok((parts, body)) => ingest::events(&parts.headers, &body),
         Err(e) => Err(e),
     };
@@ -301,7 +334,7 @@ async fn ingest_events(state: &AppState, req: Request<Incoming>) -> Resp {
 async fn ingest_eventlib(state: &AppState, req: Request<Incoming>) -> Resp {
     let query = req.uri().query().map(str::to_string);
     let wait = wants_wait(query.as_deref());
-    let event = match read_body(state, req).await {
+    let event = match body::read_body(state, req).await {
         Ok((parts, body)) => ingest::eventlib(query.as_deref(), &parts.headers, &body),
         Err(e) => Err(e),
     };
@@ -452,4 +485,23 @@ fn routes(dispatcher: &Dispatcher) -> Resp {
         })
         .collect();
     json_response(StatusCode::OK, &json!({ "routes": list }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_too_many_connections_answer_is_well_formed() {
+        let text = std::str::from_utf8(super::TOO_MANY_CONNECTIONS).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, body.len());
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("max_connections"));
+    }
 }

@@ -16,6 +16,7 @@ mod harness;
 mod http_ingest;
 mod loading;
 mod metrics;
+mod protocol_edges;
 mod reload;
 mod routing;
 mod shutdown;
