@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::bounds::outcome;
+use crate::bounds::fast_event;
 use crate::fixtures;
 use crate::harness::{request, write_setup, Binary, TestDaemon};
 
@@ -106,23 +106,6 @@ fn drop_plugin(dir: &std::path::Path, name: &str, bytes: &[u8]) {
     let tmp = dir.join(format!("{name}.part"));
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, dir.join("plugins").join(format!("{name}.wasm"))).unwrap();
-}
-
-/// Posts `fast.Go` with `?wait=true`; its latency.
-async fn fast_event(addr: std::net::SocketAddr) -> Duration {
-    let t = Instant::now();
-    let json = [("content-type", "application/json")];
-    let r = request(
-        addr,
-        "POST",
-        "/v1/events?wait=true",
-        &json,
-        br#"{"name":"fast.Go"}"#.to_vec(),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(outcome(&r.body).0, "ok", "{}", r.body);
-    t.elapsed()
 }
 
 const FAST_ROUTE: &str = r#"
