@@ -346,7 +346,7 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
 /// Waits `delay`, or less if shutdown's deadline comes first; `false` when
 /// the deadline has passed and retrying should stop.
 async fn sleep_unless_closed(inner: &Inner, delay: Duration) -> bool {
-    let until = Instant::now() + delay;
+    let until = crate::config::units::tokio_instant_after(Instant::now(), delay);
     loop {
         let deadline = *lock(&inner.deadline);
         let wake_at = match deadline {

@@ -99,13 +99,13 @@ impl SinkContext {
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = crate::config::units::tokio_instant_after(tokio::time::Instant::now(), grace);
         for w in &all {
             w.close(deadline);
         }
         for w in &all {
             // Past the deadline a task only writes dead letters; allow for that.
-            if !w.wait(grace + Duration::from_secs(30)) {
+            if !w.wait(grace.saturating_add(Duration::from_secs(30))) {
                 tracing::error!(
                     sink = w.name(),
                     "webhook delivery did not finish; undelivered events may be lost"
