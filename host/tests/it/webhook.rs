@@ -298,3 +298,31 @@ async fn retry_after_is_honoured_beyond_max_backoff_up_to_max_retry_after() {
         "Retry-After: 3600 with max_retry_after 1s: {gap:?}"
     );
 }
+
+/// Issue 18, item 2: a receiver asking to wait `u64::MAX` seconds, with
+/// `max_retry_after` at its largest accepted value: the delivery task does
+/// not panic (it used to, on `Instant + Duration`), the wait is capped, and
+/// shutdown's deadline ends it with the event in dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_retry_after_is_capped_and_the_event_dead_lettered_at_shutdown() {
+    let huge: RetryAfter = Arc::new(|| u64::MAX.to_string());
+    let (addr, seen) = receiver_asking(StatusCode::SERVICE_UNAVAILABLE, None, Some(huge)).await;
+    let toml = format!("{}max_retry_after = \"7days\"\n", config(addr, 3));
+    let mut d = TestDaemon::start_with(&toml, &[("log", fixtures::logger())], "workers = 1").await;
+    let ids = post_events(&d, 1).await;
+    wait_until("the first attempt", || seen.lock().unwrap().requests == 1).await;
+    // Waiting for the retry, which is days away, while still serving.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = d.get("/v1/stats").await.body;
+    assert_eq!(stats["sinks"]["hook"]["pending"], 1, "{stats}");
+    let t = Instant::now();
+    d.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(seen.lock().unwrap().requests, 1, "no retry before the deadline");
+    let letters = d.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["event"]["id"], ids[0]);
+    assert_eq!(letters[0]["kind"], "sink_error");
+    let message = letters[0]["message"].as_str().unwrap();
+    assert!(message.contains("the daemon is shutting down"), "{message}");
+}
