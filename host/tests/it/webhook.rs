@@ -326,3 +326,61 @@ async fn a_huge_retry_after_is_capped_and_the_event_dead_lettered_at_shutdown() 
     let message = letters[0]["message"].as_str().unwrap();
     assert!(message.contains("the daemon is shutting down"), "{message}");
 }
+
+/// Issue 18, item 3: exit status 3 means something accepted is not where it
+/// belonged when the daemon stopped, whichever sink dead-lettered it: a
+/// webhook whose receiver always fails (retries exhausted), and one whose
+/// retry is cut short by the shutdown deadline, both end `run` with 3; a
+/// receiver that takes everything ends it with 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeliverable_webhook_event_makes_the_exit_status_3() {
+    async fn run_once(
+        receiver: (SocketAddr, Arc<Mutex<Seen>>),
+        toml_extra: &str,
+        wait_dead: bool,
+    ) -> (i32, Vec<Value>) {
+        let (addr, seen) = receiver;
+        let toml = format!("{}{toml_extra}", config(addr, 1));
+        let dir = crate::harness::write_setup("", &toml, &[("log", fixtures::logger())]);
+        let mut bin = crate::harness::Binary::start(&dir.path().join("router.toml"));
+        let event = json!({"name": "w.Event", "data": {"i": 1}});
+        let r = crate::harness::request(
+            bin.addr,
+            "POST",
+            "/v1/events?wait=true",
+            &[("content-type", "application/json")],
+            event.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let dead = dir.path().join("dead.ndjson");
+        if wait_dead {
+            wait_until("the dead letter", || {
+                !crate::harness::read_ndjson(&dead).is_empty()
+            })
+            .await;
+        } else {
+            wait_until("the first attempt", || seen.lock().unwrap().requests >= 1).await;
+        }
+        let status = bin.terminate().await;
+        (
+            status.code().expect("exited, not killed"),
+            crate::harness::read_ndjson(&dead),
+        )
+    }
+    // Always 500, retries = 1: dead-lettered while running.
+    let (code, dead) = run_once(receiver(StatusCode::INTERNAL_SERVER_ERROR, None).await, "", true).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["kind"], "sink_error");
+    assert_eq!(code, 3, "{dead:?}");
+    // The retry is a minute away: dead-lettered at the shutdown deadline.
+    let slow: RetryAfter = Arc::new(|| "60".into());
+    let asking = receiver_asking(StatusCode::SERVICE_UNAVAILABLE, None, Some(slow)).await;
+    let (code, dead) = run_once(asking, "max_retry_after = \"2m\"\n", false).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(code, 3, "{dead:?}");
+    // Delivered: nothing missing, exit 0.
+    let (code, dead) = run_once(receiver(StatusCode::OK, Some(0)).await, "", false).await;
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(code, 0);
+}
