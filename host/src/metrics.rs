@@ -498,7 +498,7 @@ pub fn render(stats: &Stats, live: Live, format: Format) -> String {
     }
     r.register(
         "dead_letters",
-        "Dead letters written, by kind (failure kind or reason)",
+        "Dead letters, by kind (failure kind or reason): written to the dead-letter log, or carried whole in the daemon's log when it could not take them (dead_letters_lost_total)",
         m.dead_letters.clone(),
     );
     r.register(
@@ -513,7 +513,7 @@ pub fn render(stats: &Stats, live: Live, format: Format) -> String {
     );
     r.register(
         "sink_writes",
-        "Events written to a sink, by sink",
+        "Events handed to a sink (buffered for its file or stdout, queued for its webhook), by sink; those it then could not write or deliver are in sink_errors_total",
         m.sink_writes.clone(),
     );
     r.register(

@@ -127,20 +127,25 @@ impl NdjsonFile {
     /// away, replaced). When the path cannot be looked at (permissions),
     /// writing goes on where it was.
     fn follow_path(&self, s: &mut State) -> io::Result<()> {
-        match std::fs::metadata(&self.path) {
+        let why = match std::fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == s.id => return Ok(()),
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Ok(()),
-            Ok(_) => {
-                tracing::warn!(path = %self.path.display(), "the file at this path was replaced; writing to the new one")
+            Ok(_) => "the file at this path was replaced",
+            Err(_) => "the file was deleted or renamed away",
+        };
+        // Said once the outcome is known: the new path may be a directory.
+        match open_file(&self.path) {
+            Ok((file, id)) => {
+                tracing::warn!(path = %self.path.display(), "{why}; writing to the new one");
+                s.file = file;
+                s.id = id;
+                Ok(())
             }
-            Err(_) => {
-                tracing::warn!(path = %self.path.display(), "the file was deleted or renamed away; writing to a new one at its path")
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "{why}; cannot open a file at its path");
+                Err(e)
             }
         }
-        let (file, id) = open_file(&self.path)?;
-        s.file = file;
-        s.id = id;
-        Ok(())
     }
 
     /// Writes the buffered lines. On failure the file is cut back to its
