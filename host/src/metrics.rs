@@ -171,7 +171,8 @@ impl PluginMetrics {
 
 /// One sink's counters.
 pub struct SinkMetrics {
-    /// Events handed to the sink.
+    /// Events that reached the sink's target: lines written to its file or
+    /// stdout, events its webhook receiver accepted (issue 18, item 4).
     pub writes: Counter,
     /// Events the sink could not write or deliver (each also dead-lettered),
     /// and failed flushes.
@@ -513,7 +514,7 @@ pub fn render(stats: &Stats, live: Live, format: Format) -> String {
     );
     r.register(
         "sink_writes",
-        "Events handed to a sink (buffered for its file or stdout, queued for its webhook), by sink; those it then could not write or deliver are in sink_errors_total",
+        "Events written by a sink (lines written to its file or stdout, events its webhook receiver accepted), by sink; those it could not write or deliver are in sink_errors_total",
         m.sink_writes.clone(),
     );
     r.register(

@@ -20,6 +20,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::{Sink, SinkError};
 
 /// Bytes of whole lines buffered before they are written without waiting
@@ -31,6 +33,9 @@ pub struct NdjsonFile {
     /// Lines buffered by whichever worker wrote them, flushed by the next
     /// flush from any worker.
     state: Mutex<State>,
+    /// Counts lines that reached the file (`sink_writes_total`), for sinks;
+    /// the dead-letter log has none (issue 18, item 4).
+    written: Option<Counter>,
 }
 
 struct State {
@@ -96,7 +101,20 @@ impl NdjsonFile {
                 buf: Vec::with_capacity(CAPACITY),
                 sync_failed: None,
             }),
+            written: None,
         })
+    }
+
+    /// Counts the lines actually written to the file in `written`.
+    pub fn counting(mut self, written: Counter) -> NdjsonFile {
+        self.written = Some(written);
+        self
+    }
+
+    fn count_written(&self, lines: &[u8]) {
+        if let Some(c) = &self.written {
+            c.inc_by(memchr::memchr_iter(b'\n', lines).count() as u64);
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -160,11 +178,13 @@ impl NdjsonFile {
             Ok(()) => write_some(&mut s.file, &buf).err(),
         };
         let Some((error, written)) = failed else {
+            self.count_written(&buf);
             s.buf = buf;
             s.buf.clear();
             return Ok(());
         };
         let whole = memchr::memrchr(b'\n', &buf[..written]).map_or(0, |i| i + 1);
+        self.count_written(&buf[..whole]);
         if whole < written {
             // The file now ends inside a line: cut that part off.
             let torn = (written - whole) as u64;

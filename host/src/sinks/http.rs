@@ -317,6 +317,7 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
         match outcome {
             Ok(Ok((status, _, _))) if status.is_success() => {
                 tracing::debug!(sink = %inner.name, events = batch.len(), attempt, "batch delivered");
+                inner.metrics.writes.inc_by(batch.len() as u64);
                 return Ok(());
             }
             Ok(Ok((status, after, text))) => {

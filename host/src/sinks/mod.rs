@@ -119,7 +119,13 @@ impl SinkContext {
 /// offline commands have none and open no webhooks).
 pub fn open(name: &str, config: &SinkConfig, ctx: Option<&SinkContext>) -> io::Result<Box<dyn Sink>> {
     Ok(match config {
-        SinkConfig::File { path } => Box::new(NdjsonFile::open(path)?),
+        SinkConfig::File { path } => {
+            let file = NdjsonFile::open(path)?;
+            match ctx {
+                Some(ctx) => Box::new(file.counting(ctx.stats.metrics.sink(name).writes.clone())),
+                None => Box::new(file),
+            }
+        }
         SinkConfig::Stdout => Box::new(Stdout),
         SinkConfig::Http(c) => {
             let ctx = ctx.ok_or_else(|| io::Error::other("an http sink runs only inside the daemon"))?;
