@@ -311,6 +311,48 @@ mod tests {
         null.sync().unwrap();
     }
 
+    /// Issue 18, item 4: a directory in place of the sink file is logged as
+    /// what happened (the new file could not be opened), not as "writing to
+    /// the new one"; the lines are handed back and none counted as written.
+    #[test]
+    fn a_directory_replacing_the_file_is_logged_truthfully() {
+        #[derive(Clone, Default)]
+        struct Log(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Log {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let written = Counter::default();
+        let f = NdjsonFile::open(&path).unwrap().counting(written.clone());
+        f.write(b"{}").unwrap();
+        f.flush().unwrap();
+        assert_eq!(written.get(), 1);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let e = tracing::subscriber::with_default(subscriber, || {
+            f.write(b"{\"a\":1}").unwrap();
+            f.flush().unwrap_err()
+        });
+        assert_eq!(e.unwritten, vec![b"{\"a\":1}".to_vec()]);
+        assert_eq!(written.get(), 1, "nothing more was written");
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("cannot open a file at its path"), "{text}");
+        assert!(!text.contains("writing to the new one"), "{text}");
+    }
+
     #[test]
     fn every_line_a_full_device_refuses_is_handed_back() {
         let full = NdjsonFile::open(Path::new("/dev/full")).unwrap();
