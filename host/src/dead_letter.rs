@@ -149,7 +149,9 @@ impl DeadLetters {
     }
 
     /// An event a sink could not write or deliver, as `kind = "sink_error"`,
-    /// with the route that sent it there when known.
+    /// with the route that sent it there when known. Every such letter, from
+    /// any sink, is counted in `sink_lines_unwritten`, which makes the exit
+    /// status of `switchyard run` 3 (issue 18, item 3).
     pub fn write_sink(
         &self,
         event: &Event,
@@ -166,6 +168,7 @@ impl DeadLetters {
             kind: reason::SINK_ERROR,
             message,
         };
+        Stats::add(&self.stats.sink_lines_unwritten, 1);
         let line = serde_json::to_vec(&letter).expect("a dead letter always serialises");
         self.put(&line)
     }

@@ -587,7 +587,17 @@ impl Cascade<'_> {
                     None => Err(SinkError::one(std::io::Error::other("sink is not open"), &json)),
                 };
                 let sm = self.local.handles.sink(&stats.metrics, sink);
-                sm.writes.inc();
+                // `sink_writes_total` counts events that reached the sink's
+                // target: the file and webhook sinks count their own; stdout
+                // takes the line here or fails (issue 18, item 4).
+                if result.is_ok()
+                    && matches!(
+                        self.snapshot.config.sinks.get(sink.as_str()),
+                        Some(crate::config::SinkConfig::Stdout)
+                    )
+                {
+                    sm.writes.inc();
+                }
                 if let Err(e) = result {
                     let mine = e.unwritten.contains(&json);
                     let msg = format!("sink {sink:?}: {}", e.error);
@@ -670,7 +680,6 @@ impl Cascade<'_> {
 fn divert(shared: &Shared, sm: &SinkMetrics, sink: &str, current: Option<(&Event, &str)>, e: SinkError) {
     let lines = e.unwritten.len() as u64;
     sm.errors.inc_by(lines.max(1));
-    Stats::add(&shared.stats.sink_lines_unwritten, lines);
     tracing::error!(sink, error = %e.error, events = lines, "sink could not write; its events go to dead letters");
     let msg = format!("sink {sink:?}: {}", e.error);
     let dl = &shared.dead_letters;
@@ -682,6 +691,7 @@ fn divert(shared: &Shared, sm: &SinkMetrics, sink: &str, current: Option<(&Event
                 shared.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
             Err(err) => {
+                Stats::add(&shared.stats.sink_lines_unwritten, 1);
                 tracing::error!(sink, error = %err, line = %String::from_utf8_lossy(line), "a line a sink could not write is not an envelope; it is whole in this log line");
             }
         }

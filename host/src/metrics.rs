@@ -171,7 +171,8 @@ impl PluginMetrics {
 
 /// One sink's counters.
 pub struct SinkMetrics {
-    /// Events handed to the sink.
+    /// Events that reached the sink's target: lines written to its file or
+    /// stdout, events its webhook receiver accepted (issue 18, item 4).
     pub writes: Counter,
     /// Events the sink could not write or deliver (each also dead-lettered),
     /// and failed flushes.
@@ -498,7 +499,7 @@ pub fn render(stats: &Stats, live: Live, format: Format) -> String {
     }
     r.register(
         "dead_letters",
-        "Dead letters written, by kind (failure kind or reason)",
+        "Dead letters, by kind (failure kind or reason): written to the dead-letter log, or carried whole in the daemon's log when it could not take them (dead_letters_lost_total)",
         m.dead_letters.clone(),
     );
     r.register(
@@ -513,7 +514,7 @@ pub fn render(stats: &Stats, live: Live, format: Format) -> String {
     );
     r.register(
         "sink_writes",
-        "Events written to a sink, by sink",
+        "Events written by a sink (lines written to its file or stdout, events its webhook receiver accepted), by sink; those it could not write or deliver are in sink_errors_total",
         m.sink_writes.clone(),
     );
     r.register(

@@ -110,7 +110,7 @@ impl Loader {
         // At start every compile may take its whole time limit; a reload
         // answers after a short wait, reporting the rest as `compiling`.
         let until = match previous {
-            None => Instant::now() + config.loading.compile_timeout,
+            None => crate::config::units::instant_after(Instant::now(), config.loading.compile_timeout),
             Some(_) => Instant::now() + RELOAD_WAIT,
         };
         let mut plugins = BTreeMap::new();

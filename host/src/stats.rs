@@ -26,9 +26,11 @@ pub struct Stats {
     /// carried whole in the daemon's log instead: the only way an event
     /// leaves the files.
     pub dead_letters_lost: AtomicU64,
-    /// Lines a sink could not write (a full disk, `max_pending`), each
-    /// dead-lettered as `sink_error`; with `dead_letters_lost`, makes the
-    /// exit code of a graceful stop non-zero.
+    /// Events any sink (file or webhook) could not write or deliver: each
+    /// dead-lettered as `sink_error` (counted where that letter is made,
+    /// [`crate::dead_letter::DeadLetters::write_sink`]) or, when not an
+    /// envelope, whole in the daemon's log. With `dead_letters_lost`, makes
+    /// the exit code of a graceful stop 3 (issue 18, item 3).
     pub sink_lines_unwritten: AtomicU64,
     /// Reloads run (watcher, SIGHUP, `POST /v1/reload`), and those whose
     /// config was refused (the previous one kept serving).

@@ -195,15 +195,16 @@ impl Config {
                 message: format!("cannot read config file: {e}"),
             }],
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&src, path, base, |dir| {
+        let base = config_dir(path);
+        Config::parse(&src, path, &base, |dir| {
             crate::registry::plugin_files(dir)
                 .map(|files| files.into_keys().collect())
                 .map_err(|e| e.to_string())
         })
     }
 
-    /// Validates config text. `list_plugins` names the plugins in a directory.
+    /// Validates config text. `base_dir` is the directory relative paths in
+    /// the file are resolved against (see [`config_dir`]). `list_plugins` names the plugins in a directory.
     pub fn parse(
         src: &str,
         file: &Path,
@@ -750,6 +751,32 @@ fn listing_of(what: &str, names: &BTreeSet<String>) -> String {
             names.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
         )
     }
+}
+
+/// The absolute directory of a config file, which every relative path in
+/// the file (tail globs, `state.dir`, `plugins.dir`, sink and dead-letter
+/// paths, auth files) is resolved against, once, at load.
+///
+/// Issue 18: resolving against the path *as typed* gave each spelling of
+/// `--config` (`t1/router.toml`, `/tmp/x/t1/router.toml`, `router.toml` from
+/// `t1/`) its own tail checkpoint and lock. The directory is made absolute
+/// against the current directory without resolving symlinks, so a config
+/// given by an absolute path without `..` keeps the paths (and checkpoint
+/// names) it always had; a directory spelled with `..` is canonicalized
+/// (the config file was just read, so it exists), since `a/../b` is only the
+/// same place as `b` after symlinks are resolved. Falls back to the path as
+/// given if the current directory is unavailable.
+pub fn config_dir(config_file: &Path) -> PathBuf {
+    let dir = match config_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.components().any(|c| c == std::path::Component::ParentDir) {
+        if let Ok(canonical) = std::fs::canonicalize(dir) {
+            return canonical;
+        }
+    }
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// 1-based line and column (in characters) of a byte offset.

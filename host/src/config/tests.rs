@@ -531,3 +531,39 @@ router.toml:36:7: sink.d.url: a "file" sink takes no url (only "http" sinks do)
 router.toml:37:11: sink.d.retries: a "file" sink takes no retries (only "http" sinks do)"#
     );
 }
+
+/// Issue 18, item 2: every duration key has the same upper bound, named.
+#[test]
+fn golden_durations_out_of_range() {
+    let huge = "\"18446744073709551615s\"";
+    let src = format!(
+        "[server]\nheader_timeout = {huge}\nbody_timeout = \"8days\"\n\n\
+         [plugins]\ntimeout = {huge}\ncompile_timeout = {huge}\n\n\
+         [stream]\ncutoff_grace = {huge}\n\n[sink.w]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+         timeout = {huge}\nbackoff = {huge}\nmax_backoff = {huge}\nmax_retry_after = {huge}\n\n\
+         [[source.tail]]\npath = \"x.log\"\nrotate_wait = {huge}\n"
+    );
+    let too_long = |at: &str, key: &str, text: &str| {
+        format!("router.toml:{at}: {key}: duration \"{text}\" is too long: at most 7days (7 days)")
+    };
+    let h = "18446744073709551615s";
+    let expected = [
+        too_long("2:18", "server.header_timeout", h),
+        too_long("3:16", "server.body_timeout", "8days"),
+        too_long("6:11", "plugins.timeout", h),
+        too_long("7:19", "plugins.compile_timeout", h),
+        too_long("10:16", "stream.cutoff_grace", h),
+        too_long("15:11", "sink.w.timeout", h),
+        too_long("16:11", "sink.w.backoff", h),
+        too_long("17:15", "sink.w.max_backoff", h),
+        too_long("18:19", "sink.w.max_retry_after", h),
+        too_long("22:15", "source.tail \"x.log\": rotate_wait", h),
+    ]
+    .join("\n");
+    assert_eq!(errors(&src), expected);
+    // The bound itself is accepted.
+    assert!(
+        parse("[sink.w]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\nmax_retry_after = \"7days\"\n")
+            .is_ok()
+    );
+}

@@ -1,6 +1,6 @@
 //! Sizes (`"32MiB"`) and durations (`"250ms"`) as written in router.toml.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -46,10 +46,38 @@ pub fn parse_size(raw: &RawSize) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
-/// Parses durations like `"250ms"`, `"2s"`, `"1m 30s"`.
+/// The longest duration any key accepts: 7 days. Every timeout, backoff,
+/// grace and wait in the config (and `--timeout`) is parsed here, so none
+/// can be large enough to overflow `Instant + Duration` (issue 18, item 2:
+/// `max_retry_after = "18446744073709551615s"` made the webhook task panic).
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parses durations like `"250ms"`, `"2s"`, `"1m 30s"`, at most
+/// [`MAX_DURATION`]. Callers prefix the key in their error.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. \"250ms\" or \"2s\")"))
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. \"250ms\" or \"2s\")"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {text:?} is too long: at most {} (7 days)",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+/// `at + d`, saturating: at most ~100 years after `at` instead of the panic
+/// `Instant + Duration` gives on overflow. For every deadline computed from
+/// a duration that comes from the config, the network (`Retry-After`) or a
+/// guest (issue 18, item 2).
+pub fn instant_after(at: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(d).or_else(|| at.checked_add(FAR)).unwrap_or(at)
+}
+
+/// [`instant_after`] for tokio's clock.
+pub fn tokio_instant_after(at: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(instant_after(at.into_std(), d))
 }
 
 #[cfg(test)]
@@ -82,5 +110,23 @@ mod tests {
         assert!(parse_duration("fast")
             .unwrap_err()
             .contains("invalid duration \"fast\""));
+        assert_eq!(parse_duration("7days"), Ok(MAX_DURATION));
+        for huge in ["18446744073709551615s", "8days", "1y"] {
+            let err = parse_duration(huge).unwrap_err();
+            assert!(err.contains("is too long: at most 7days"), "{huge}: {err}");
+        }
+    }
+
+    #[test]
+    fn deadlines_saturate_instead_of_panicking() {
+        let now = Instant::now();
+        let far = instant_after(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(
+            instant_after(now, Duration::from_secs(2)),
+            now + Duration::from_secs(2)
+        );
+        let t = tokio::time::Instant::now();
+        assert!(tokio_instant_after(t, Duration::MAX) > t);
     }
 }

@@ -193,7 +193,7 @@ impl Compiler {
             ));
         };
         let limit = job.limit;
-        let until = until.min(job.started + limit);
+        let until = until.min(crate::config::units::instant_after(job.started, limit));
         let mut state = lock(&job.state);
         while state.result.is_none() {
             let now = Instant::now();

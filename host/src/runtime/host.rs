@@ -117,7 +117,7 @@ impl Deadline {
     /// A deadline `timeout` from now.
     pub fn starting_now(timeout: Duration) -> Deadline {
         Deadline {
-            at: Instant::now() + timeout,
+            at: crate::config::units::instant_after(Instant::now(), timeout),
             timeout,
         }
     }

@@ -20,6 +20,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::{Sink, SinkError};
 
 /// Bytes of whole lines buffered before they are written without waiting
@@ -31,6 +33,9 @@ pub struct NdjsonFile {
     /// Lines buffered by whichever worker wrote them, flushed by the next
     /// flush from any worker.
     state: Mutex<State>,
+    /// Counts lines that reached the file (`sink_writes_total`), for sinks;
+    /// the dead-letter log has none (issue 18, item 4).
+    written: Option<Counter>,
 }
 
 struct State {
@@ -96,7 +101,20 @@ impl NdjsonFile {
                 buf: Vec::with_capacity(CAPACITY),
                 sync_failed: None,
             }),
+            written: None,
         })
+    }
+
+    /// Counts the lines actually written to the file in `written`.
+    pub fn counting(mut self, written: Counter) -> NdjsonFile {
+        self.written = Some(written);
+        self
+    }
+
+    fn count_written(&self, lines: &[u8]) {
+        if let Some(c) = &self.written {
+            c.inc_by(memchr::memchr_iter(b'\n', lines).count() as u64);
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -127,20 +145,25 @@ impl NdjsonFile {
     /// away, replaced). When the path cannot be looked at (permissions),
     /// writing goes on where it was.
     fn follow_path(&self, s: &mut State) -> io::Result<()> {
-        match std::fs::metadata(&self.path) {
+        let why = match std::fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == s.id => return Ok(()),
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Ok(()),
-            Ok(_) => {
-                tracing::warn!(path = %self.path.display(), "the file at this path was replaced; writing to the new one")
+            Ok(_) => "the file at this path was replaced",
+            Err(_) => "the file was deleted or renamed away",
+        };
+        // Said once the outcome is known: the new path may be a directory.
+        match open_file(&self.path) {
+            Ok((file, id)) => {
+                tracing::warn!(path = %self.path.display(), "{why}; writing to the new one");
+                s.file = file;
+                s.id = id;
+                Ok(())
             }
-            Err(_) => {
-                tracing::warn!(path = %self.path.display(), "the file was deleted or renamed away; writing to a new one at its path")
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "{why}; cannot open a file at its path");
+                Err(e)
             }
         }
-        let (file, id) = open_file(&self.path)?;
-        s.file = file;
-        s.id = id;
-        Ok(())
     }
 
     /// Writes the buffered lines. On failure the file is cut back to its
@@ -155,11 +178,13 @@ impl NdjsonFile {
             Ok(()) => write_some(&mut s.file, &buf).err(),
         };
         let Some((error, written)) = failed else {
+            self.count_written(&buf);
             s.buf = buf;
             s.buf.clear();
             return Ok(());
         };
         let whole = memchr::memrchr(b'\n', &buf[..written]).map_or(0, |i| i + 1);
+        self.count_written(&buf[..whole]);
         if whole < written {
             // The file now ends inside a line: cut that part off.
             let torn = (written - whole) as u64;
@@ -284,6 +309,48 @@ mod tests {
         null.write(b"{}").unwrap();
         null.flush().unwrap();
         null.sync().unwrap();
+    }
+
+    /// Issue 18, item 4: a directory in place of the sink file is logged as
+    /// what happened (the new file could not be opened), not as "writing to
+    /// the new one"; the lines are handed back and none counted as written.
+    #[test]
+    fn a_directory_replacing_the_file_is_logged_truthfully() {
+        #[derive(Clone, Default)]
+        struct Log(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Log {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let written = Counter::default();
+        let f = NdjsonFile::open(&path).unwrap().counting(written.clone());
+        f.write(b"{}").unwrap();
+        f.flush().unwrap();
+        assert_eq!(written.get(), 1);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let e = tracing::subscriber::with_default(subscriber, || {
+            f.write(b"{\"a\":1}").unwrap();
+            f.flush().unwrap_err()
+        });
+        assert_eq!(e.unwritten, vec![b"{\"a\":1}".to_vec()]);
+        assert_eq!(written.get(), 1, "nothing more was written");
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("cannot open a file at its path"), "{text}");
+        assert!(!text.contains("writing to the new one"), "{text}");
     }
 
     #[test]

@@ -317,6 +317,7 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
         match outcome {
             Ok(Ok((status, _, _))) if status.is_success() => {
                 tracing::debug!(sink = %inner.name, events = batch.len(), attempt, "batch delivered");
+                inner.metrics.writes.inc_by(batch.len() as u64);
                 return Ok(());
             }
             Ok(Ok((status, after, text))) => {
@@ -346,7 +347,7 @@ async fn deliver(inner: &Inner, client: &HttpClient, batch: &[Bytes]) -> Result<
 /// Waits `delay`, or less if shutdown's deadline comes first; `false` when
 /// the deadline has passed and retrying should stop.
 async fn sleep_unless_closed(inner: &Inner, delay: Duration) -> bool {
-    let until = Instant::now() + delay;
+    let until = crate::config::units::tokio_instant_after(Instant::now(), delay);
     loop {
         let deadline = *lock(&inner.deadline);
         let wake_at = match deadline {
@@ -466,6 +467,7 @@ fn dead_letter(ctx: &SinkContext, sink: &str, batch: &[Bytes], message: &str) {
                 ctx.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
             Err(e) => {
+                crate::stats::Stats::add(&ctx.stats.sink_lines_unwritten, 1);
                 tracing::error!(sink, error = %e, message, event = %String::from_utf8_lossy(json), "an undeliverable event is not an envelope; it is whole in this log line");
             }
         };

@@ -99,13 +99,13 @@ impl SinkContext {
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = crate::config::units::tokio_instant_after(tokio::time::Instant::now(), grace);
         for w in &all {
             w.close(deadline);
         }
         for w in &all {
             // Past the deadline a task only writes dead letters; allow for that.
-            if !w.wait(grace + Duration::from_secs(30)) {
+            if !w.wait(grace.saturating_add(Duration::from_secs(30))) {
                 tracing::error!(
                     sink = w.name(),
                     "webhook delivery did not finish; undelivered events may be lost"
@@ -119,7 +119,13 @@ impl SinkContext {
 /// offline commands have none and open no webhooks).
 pub fn open(name: &str, config: &SinkConfig, ctx: Option<&SinkContext>) -> io::Result<Box<dyn Sink>> {
     Ok(match config {
-        SinkConfig::File { path } => Box::new(NdjsonFile::open(path)?),
+        SinkConfig::File { path } => {
+            let file = NdjsonFile::open(path)?;
+            match ctx {
+                Some(ctx) => Box::new(file.counting(ctx.stats.metrics.sink(name).writes.clone())),
+                None => Box::new(file),
+            }
+        }
         SinkConfig::Stdout => Box::new(Stdout),
         SinkConfig::Http(c) => {
             let ctx = ctx.ok_or_else(|| io::Error::other("an http sink runs only inside the daemon"))?;

@@ -281,6 +281,8 @@ async fn when_every_write_fails_each_letter_is_whole_in_the_log_and_counted_once
     let c = |name: &str, labels: &[(&str, &str)]| crate::metrics::sample(&m, name, labels);
     assert_eq!(c("switchyard_dead_letters_lost_total", &[]), 300.0);
     assert_eq!(c("switchyard_sink_errors_total", &[("sink", "out")]), 300.0);
+    // Issue 18, item 4: writes are events written, not attempts.
+    assert_eq!(c("switchyard_sink_writes_total", &[("sink", "out")]), 0.0);
     let failed_writes = c("switchyard_dead_letter_write_errors_total", &[]);
     assert!(
         (1.0..300.0).contains(&failed_writes),

@@ -198,18 +198,28 @@ impl Binary {
 
     /// With options before `run`, e.g. `--log-format json`.
     pub fn start_with(config: &Path, global: &[&str]) -> Binary {
-        Binary::spawn(config, global, false)
+        Binary::spawn(config, global, false, None)
+    }
+
+    /// Run from the working directory `cwd`, with `config` passed as given
+    /// (relative paths are relative to `cwd`).
+    pub fn start_from(cwd: &Path, config: &Path) -> Binary {
+        Binary::spawn(config, &[], false, Some(cwd))
     }
 
     /// Returns as soon as the daemon has bound its listeners, while it is
     /// still loading plugins (`/readyz` says starting).
     pub fn start_early(config: &Path) -> Binary {
-        Binary::spawn(config, &[], true)
+        Binary::spawn(config, &[], true, None)
     }
 
-    fn spawn(config: &Path, global: &[&str], early: bool) -> Binary {
+    fn spawn(config: &Path, global: &[&str], early: bool, cwd: Option<&Path>) -> Binary {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(global)
             .args(["run", "--config"])
             .arg(config)

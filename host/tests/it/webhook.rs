@@ -298,3 +298,89 @@ async fn retry_after_is_honoured_beyond_max_backoff_up_to_max_retry_after() {
         "Retry-After: 3600 with max_retry_after 1s: {gap:?}"
     );
 }
+
+/// Issue 18, item 2: a receiver asking to wait `u64::MAX` seconds, with
+/// `max_retry_after` at its largest accepted value: the delivery task does
+/// not panic (it used to, on `Instant + Duration`), the wait is capped, and
+/// shutdown's deadline ends it with the event in dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_retry_after_is_capped_and_the_event_dead_lettered_at_shutdown() {
+    let huge: RetryAfter = Arc::new(|| u64::MAX.to_string());
+    let (addr, seen) = receiver_asking(StatusCode::SERVICE_UNAVAILABLE, None, Some(huge)).await;
+    let toml = format!("{}max_retry_after = \"7days\"\n", config(addr, 3));
+    let mut d = TestDaemon::start_with(&toml, &[("log", fixtures::logger())], "workers = 1").await;
+    let ids = post_events(&d, 1).await;
+    wait_until("the first attempt", || seen.lock().unwrap().requests == 1).await;
+    // Waiting for the retry, which is days away, while still serving.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = d.get("/v1/stats").await.body;
+    assert_eq!(stats["sinks"]["hook"]["pending"], 1, "{stats}");
+    let t = Instant::now();
+    d.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(seen.lock().unwrap().requests, 1, "no retry before the deadline");
+    let letters = d.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["event"]["id"], ids[0]);
+    assert_eq!(letters[0]["kind"], "sink_error");
+    let message = letters[0]["message"].as_str().unwrap();
+    assert!(message.contains("the daemon is shutting down"), "{message}");
+}
+
+/// Issue 18, item 3: exit status 3 means something accepted is not where it
+/// belonged when the daemon stopped, whichever sink dead-lettered it: a
+/// webhook whose receiver always fails (retries exhausted), and one whose
+/// retry is cut short by the shutdown deadline, both end `run` with 3; a
+/// receiver that takes everything ends it with 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeliverable_webhook_event_makes_the_exit_status_3() {
+    async fn run_once(
+        receiver: (SocketAddr, Arc<Mutex<Seen>>),
+        toml_extra: &str,
+        wait_dead: bool,
+    ) -> (i32, Vec<Value>) {
+        let (addr, seen) = receiver;
+        let toml = format!("{}{toml_extra}", config(addr, 1));
+        let dir = crate::harness::write_setup("", &toml, &[("log", fixtures::logger())]);
+        let mut bin = crate::harness::Binary::start(&dir.path().join("router.toml"));
+        let event = json!({"name": "w.Event", "data": {"i": 1}});
+        let r = crate::harness::request(
+            bin.addr,
+            "POST",
+            "/v1/events?wait=true",
+            &[("content-type", "application/json")],
+            event.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let dead = dir.path().join("dead.ndjson");
+        if wait_dead {
+            wait_until("the dead letter", || {
+                !crate::harness::read_ndjson(&dead).is_empty()
+            })
+            .await;
+        } else {
+            wait_until("the first attempt", || seen.lock().unwrap().requests >= 1).await;
+        }
+        let status = bin.terminate().await;
+        (
+            status.code().expect("exited, not killed"),
+            crate::harness::read_ndjson(&dead),
+        )
+    }
+    // Always 500, retries = 1: dead-lettered while running.
+    let (code, dead) = run_once(receiver(StatusCode::INTERNAL_SERVER_ERROR, None).await, "", true).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["kind"], "sink_error");
+    assert_eq!(code, 3, "{dead:?}");
+    // The retry is a minute away: dead-lettered at the shutdown deadline.
+    let slow: RetryAfter = Arc::new(|| "60".into());
+    let asking = receiver_asking(StatusCode::SERVICE_UNAVAILABLE, None, Some(slow)).await;
+    let (code, dead) = run_once(asking, "max_retry_after = \"2m\"\n", false).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(code, 3, "{dead:?}");
+    // Delivered: nothing missing, exit 0.
+    let (code, dead) = run_once(receiver(StatusCode::OK, Some(0)).await, "", false).await;
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(code, 0);
+}
