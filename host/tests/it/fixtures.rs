@@ -198,6 +198,32 @@ pub fn fanout(event: &str, n: u32) -> String {
     )
 }
 
+/// Like [`fanout`], each emitted event `bytes` long (its `data` a string
+/// of `x`, 100 ≤ `bytes` ≤ 120,000, placed above where the event is passed): the byte-amplifying fan-out of
+/// issue 16 (10 × 104,000 bytes is just under `max_emit_bytes`).
+pub fn big_fanout(event: &str, n: u32, bytes: usize) -> String {
+    let head = format!(r#"{{"name":"{event}","data":""#);
+    let json = format!(r#"{head}{}"}}"#, "x".repeat(bytes - head.len() - 2));
+    assert_eq!(json.len(), bytes);
+    handler(
+        "",
+        &format!(
+            "(local $i i32)
+    (block $done (loop $again
+      (br_if $done (i32.ge_u (local.get $i) (i32.const {n})))
+      (drop (call $emit (i32.const 196608) (i32.const {bytes})))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $again)))
+    (i32.const 0)"
+        ),
+        &format!(r#"(data (i32.const 196608) "{}")"#, wat_string(&json)),
+    )
+    .replace(
+        r#"(memory (export "memory") 1)"#,
+        r#"(memory (export "memory") 5)"#,
+    )
+}
+
 /// Logs one line of `len` bytes (`len` ≤ 32 KiB) of `x` at info level per
 /// call and succeeds.
 pub fn big_logger(len: usize) -> String {
