@@ -564,7 +564,7 @@ impl Cascade<'_> {
                     inv.elapsed.as_secs_f64(),
                     inv.fuel_used,
                 );
-                log_invocation(event, plugin, &inv, pm, self.snapshot.config.plugin_log);
+                log_invocation(event, route, plugin, &inv, pm, self.snapshot.config.plugin_log);
                 match inv.outcome {
                     Ok(()) => {
                         self.result(event, route, Some(name), "ok", None, Some(inv.fuel_used));
@@ -592,7 +592,6 @@ impl Cascade<'_> {
                         }
                     }
                     Err(f) => {
-                        tracing::warn!(plugin = %name, event = %event.id, route, kind = %f.kind, error = %f.message, "handler failed");
                         self.dead_letter(event, route, Some(name), f.kind.as_str(), &f.message);
                         if let Some(last) = self.report.handlers.last_mut() {
                             last.fuel_used = Some(inv.fuel_used);
@@ -759,23 +758,46 @@ fn child_event(parent: &Event, plugin: &str, hops: u32, emitted: Emitted) -> Eve
     }
 }
 
-/// Forwards a plugin's log lines to the daemon's log, with plugin and event,
-/// within the plugin's rate limit (lines over it are counted and summarised).
-pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation, pm: &PluginMetrics, limit: LogLimit) {
+/// Forwards a plugin's log lines, and its failure (whose message carries
+/// guest text), to the daemon's log, with plugin and event, within the
+/// plugin's line and byte limits (issue 16): lines over them are counted
+/// and summarised; a failure over them is still counted in metrics and
+/// dead-lettered, just not logged. A failure message is logged cut to
+/// [`runtime::failure::MAX_LOGGED_FAILURE`] bytes.
+pub fn log_invocation(
+    event: &Event,
+    route: &str,
+    plugin: &Plugin,
+    inv: &Invocation,
+    pm: &PluginMetrics,
+    limit: LogLimit,
+) {
     let (p, e) = (plugin.name.as_str(), event.id.as_str());
     if inv.dropped_logs > 0 {
         pm.logs_over_cap.inc_by(inv.dropped_logs);
     }
+    let failure = inv
+        .outcome
+        .as_ref()
+        .err()
+        .filter(|_| tracing::enabled!(tracing::Level::WARN));
+    let failure_msg =
+        failure.map(|f| runtime::failure::truncate(&f.message, runtime::failure::MAX_LOGGED_FAILURE));
     // Lines the log filter would discard cost nothing and use no tokens.
     let enabled = || inv.logs.iter().filter(|l| level_enabled(l.level));
-    let wanted = enabled().count() as u64;
+    let wanted = enabled().count() as u64 + u64::from(failure.is_some());
     if wanted == 0 && inv.dropped_logs == 0 {
         return;
     }
     let now = std::time::Instant::now();
     let (granted, report) = {
         let mut bucket = pm.log_bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let granted = bucket.take(enabled().map(|l| l.message.len()), limit, now);
+        // The failure line first: it is the one an operator needs.
+        let lengths = failure_msg
+            .iter()
+            .map(|m| m.len())
+            .chain(enabled().map(|l| l.message.len()));
+        let granted = bucket.take(lengths, limit, now);
         // Lines over the per-invocation cap are summarised with these, so
         // a plugin looping on `log` yields one warning a second, not one
         // per invocation.
@@ -798,6 +820,13 @@ pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation, pm: &Plu
         );
     }
     let mut left = granted;
+    if let (Some(f), Some(msg)) = (failure, &failure_msg) {
+        if left == 0 {
+            return;
+        }
+        left -= 1;
+        tracing::warn!(plugin = p, event = e, route, kind = %f.kind, error = %msg, "handler failed");
+    }
     for line in inv.logs.iter().filter(|l| level_enabled(l.level)) {
         if left == 0 {
             break;

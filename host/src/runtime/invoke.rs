@@ -274,7 +274,13 @@ impl Plugin {
         stdio: Option<&mut Stdio>,
         run: wasmtime::Result<()>,
     ) -> Invocation {
-        let outcome = run.map_err(|e| failure::classify(&e, &self.failure_context(store)));
+        let outcome = run.map_err(|e| {
+            let mut f = failure::classify(&e, &self.failure_context(store));
+            if f.message.len() > failure::MAX_FAILURE_MESSAGE {
+                f.message = failure::truncate(&f.message, failure::MAX_FAILURE_MESSAGE).into_owned();
+            }
+            f
+        });
         let fuel_used = self.settings.limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.data_mut();
         if let Some(io) = stdio {

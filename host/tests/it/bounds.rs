@@ -443,3 +443,72 @@ handlers = ["chatty"]
         .iter()
         .any(|l| l.contains("plugin log lines dropped") && l.contains("log_bytes")));
 }
+
+/// Issue 16: guest text in a failure bypassed the log limits. A handler
+/// calling `fail` with 70,000 bytes made 2000 events write 2000 warnings of
+/// 16 KiB (33 MB of daemon log) and 33 MB of dead letters. Now the failure
+/// line passes the plugin's log limiter, cut to 1 KiB, and the dead letter
+/// keeps 4 KiB of the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_failure_message_is_held_to_the_log_limits_and_cut_in_dead_letters() {
+    let toml = r#"
+[[route]]
+name = "bad"
+match = { name = "bad.*" }
+handlers = ["loud"]
+"#;
+    let dir = write_setup("", toml, &[("loud", fixtures::big_failure(70_000))]);
+    let mut daemon = Binary::start(&dir.path().join("router.toml"));
+    let batch = serde_json::to_vec(&vec![json!({"name": "bad.Go"}); 100]).unwrap();
+    let json = [("content-type", "application/json")];
+    let t = Instant::now();
+    for _ in 0..20 {
+        let r = request(daemon.addr, "POST", "/v1/events?wait=true", &json, batch.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let (kind, msg) = outcome(&r.body);
+        assert_eq!(kind, "handler_error");
+        assert!(
+            msg.len() <= 4096 + 32 && msg.ends_with(" bytes more)"),
+            "{} bytes",
+            msg.len()
+        );
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    assert!(daemon.terminate().await.success());
+    let lines = daemon.log_lines();
+    let failed: Vec<&String> = lines.iter().filter(|l| l.contains("handler failed")).collect();
+    let logged: usize = failed.iter().map(|l| l.len()).sum();
+    // The defaults: 256 KiB at once, 64 KiB/s; each line also carries its
+    // prefix (time, level, plugin, event, route, kind): under 400 bytes.
+    let allowed = (256 << 10) as f64 + (64 << 10) as f64 * elapsed;
+    eprintln!(
+        "70,000-byte fail(), 2000 events in {elapsed:.1}s: {} failure lines, {logged} bytes logged",
+        failed.len()
+    );
+    assert!(
+        (logged as f64) <= allowed + 400.0 * failed.len() as f64,
+        "{logged} bytes logged, {allowed} allowed"
+    );
+    assert!(failed.len() < 2000, "every failure was logged");
+    assert!(
+        failed.iter().all(|l| l.len() < 1024 + 400 + 32),
+        "a line over 1 KiB"
+    );
+    assert!(lines.iter().any(|l| l.contains("plugin log lines dropped")));
+    let letters = read_ndjson(&dir.path().join("dead.ndjson"));
+    assert_eq!(letters.len(), 2000, "every failure is dead-lettered");
+    for l in &letters {
+        assert_eq!(l["kind"], "handler_error");
+        let msg = l["message"].as_str().unwrap();
+        assert!(
+            msg.len() <= 4096 + 32,
+            "a dead letter's message of {} bytes",
+            msg.len()
+        );
+        assert!(
+            msg.ends_with(&format!("… ({} bytes more)", 16384 - 4096)),
+            "{}",
+            &msg[4000..]
+        );
+    }
+}

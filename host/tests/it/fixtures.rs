@@ -107,6 +107,20 @@ pub fn failing() -> String {
     )
 }
 
+/// Calls `fail` with a message of `len` bytes of `y` (≤ 120,000; the host
+/// keeps 16 KiB of it) and fails: guest text in the failure path.
+pub fn big_failure(len: usize) -> String {
+    handler(
+        "",
+        &format!("(call $fail (i32.const 65536) (i32.const {len})) (i32.const 1)"),
+        &format!(r#"(data (i32.const 65536) "{}")"#, "y".repeat(len)),
+    )
+    .replace(
+        r#"(memory (export "memory") 1)"#,
+        r#"(memory (export "memory") 3)"#,
+    )
+}
+
 /// Hands the host a pointer far outside its memory.
 pub fn bad_pointer() -> String {
     handler(
