@@ -387,8 +387,12 @@ handlers = ["quick"]
     }
     assert!(size < 64 << 10, "dead-letter file of {size} bytes");
     assert!(peak < 200 << 10, "peak RSS {peak} KiB, over 200 MiB");
+    // Both workers run a cascade, so a good event waits for one of them to
+    // end: bounded by the budget (162 invocations, under 1 s on an idle
+    // machine; before the byte budget, 6 s and 942 MB of letters per root).
+    // The margin is for a loaded machine.
     assert!(
-        slowest < Duration::from_secs(2),
+        slowest < Duration::from_secs(4),
         "a good handler waited {slowest:?}"
     );
     assert!(daemon.terminate().await.success());
