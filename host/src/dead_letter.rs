@@ -22,8 +22,9 @@ pub mod reason {
     pub const MISSING_KEYS: &str = "missing_keys";
     /// An emitted event was deeper than `[router] hop_limit`.
     pub const HOP_LIMIT: &str = "hop_limit";
-    /// An emitted event was over its root event's `[router] max_cascade`
-    /// budget of events caused (issue 16).
+    /// A root event's cascade hit its budget (`[router] max_cascade`
+    /// events, `max_cascade_bytes` bytes): emits past it were refused to the
+    /// guests; one letter per root event, carrying the root (issue 16).
     pub const CASCADE_LIMIT: &str = "cascade_limit";
     /// A route names a plugin that is not loaded.
     pub const UNAVAILABLE: &str = "unavailable";

@@ -24,7 +24,7 @@ use crate::http::stream::{StreamConfig, StreamHub};
 use crate::log_limit::LogLimit;
 use crate::metrics::{Metrics, PluginMetrics, SinkMetrics};
 use crate::router::Router;
-use crate::runtime::{self, Emitted, Invocation, Level, Plugin, Warm};
+use crate::runtime::{self, CascadeBudget, Emitted, Invocation, Level, Plugin, Refused, Warm};
 use crate::sinks::{Sink, SinkError};
 use crate::stats::Stats;
 
@@ -442,18 +442,26 @@ struct Cascade<'a> {
     report: EventReport,
     /// Whether anyone reads the report; if not, only counters are kept.
     detailed: bool,
-    /// Events this root event has caused so far (emitted and routed), at
-    /// most `[router] max_cascade`: what bounds the work list below.
-    caused: u32,
-    /// Whether the budget-spent warning was logged for this root.
-    warned: bool,
+    /// Events this root event has caused so far (emitted by a successful
+    /// handler, routed or dead-lettered as `hop_limit`), at most
+    /// `[router] max_cascade`: what bounds the work list below.
+    caused: u64,
+    /// Bytes of emitted JSON of those events, at most `max_cascade_bytes`.
+    caused_bytes: u64,
+    /// Emits refused to guests for the budget, and who made them (route,
+    /// plugin), in order of first refusal.
+    refused: Refused,
+    refused_by: Vec<(String, String)>,
 }
 
 /// Routes one event and, breadth first, every event its handlers emit.
 ///
 /// The work list only ever holds events within the root's cascade budget
-/// (`[router] max_cascade`, issue 16): a self-routed fan-out costs at most
-/// that many events in memory and invocations, whatever the tree's size.
+/// (`[router] max_cascade` events and `max_cascade_bytes` bytes, issue 16):
+/// each handler is told what is left of it and its emits past it are
+/// refused at the `emit` call, so a self-routed fan-out costs at most that
+/// many events and bytes in memory and invocations, whatever the tree's
+/// size, and one `cascade_limit` dead letter (the root event) at the end.
 fn handle_event(
     shared: &Shared,
     snapshot: &Snapshot,
@@ -480,15 +488,18 @@ fn handle_event(
         },
         detailed,
         caused: 0,
-        warned: false,
+        caused_bytes: 0,
+        refused: Refused::default(),
+        refused_by: Vec::new(),
     };
-    let mut queue = VecDeque::from([(root, 0u32)]);
-    let mut is_root = true;
+    let mut queue: VecDeque<(Event, u32)> = c.route(&root, 0, true).into_iter().map(|e| (e, 1)).collect();
     while let Some((event, hops)) = queue.pop_front() {
-        for child in c.route(&event, hops, is_root) {
+        for child in c.route(&event, hops, false) {
             queue.push_back((child, hops + 1));
         }
-        is_root = false;
+    }
+    if c.refused.emits > 0 {
+        c.over_budget(&root);
     }
     c.report
 }
@@ -534,18 +545,34 @@ impl Cascade<'_> {
                     self.dead_letter(event, route, Some(name), reason::UNAVAILABLE, &msg);
                     continue;
                 };
-                let inv = plugin.invoke_in(&mut self.local.warm, &json);
+                let cfg = &self.snapshot.config;
+                let budget = CascadeBudget {
+                    events: u64::from(cfg.max_cascade).saturating_sub(self.caused),
+                    bytes: cfg.max_cascade_bytes.saturating_sub(self.caused_bytes),
+                };
+                let inv = plugin.invoke_in_cascade(&mut self.local.warm, &json, budget);
+                if inv.cascade_refused.emits > 0 {
+                    self.refused.emits += inv.cascade_refused.emits;
+                    self.refused.bytes += inv.cascade_refused.bytes;
+                    if !self.refused_by.iter().any(|(r, p)| r == route && p == name) {
+                        self.refused_by.push((route.to_string(), name.clone()));
+                    }
+                }
                 let pm = self.local.handles.plugin(&stats.metrics, name);
                 pm.invocation(
                     inv.outcome.as_ref().map(|_| ()).map_err(|f| f.kind),
                     inv.elapsed.as_secs_f64(),
                     inv.fuel_used,
                 );
-                log_invocation(event, plugin, &inv, pm, self.snapshot.config.plugin_log);
+                log_invocation(event, route, plugin, &inv, pm, self.snapshot.config.plugin_log);
                 match inv.outcome {
                     Ok(()) => {
                         self.result(event, route, Some(name), "ok", None, Some(inv.fuel_used));
                         self.tag_version(plugin);
+                        // Within the budget the invocation was given, so
+                        // these never pass it.
+                        self.caused += inv.emitted.len() as u64;
+                        self.caused_bytes += inv.emitted_bytes;
                         for emitted in inv.emitted {
                             let child = child_event(event, &plugin.name, hops + 1, emitted);
                             if hops + 1 > self.snapshot.config.hop_limit {
@@ -555,10 +582,7 @@ impl Cascade<'_> {
                                     self.snapshot.config.hop_limit
                                 );
                                 self.dead_letter(&child, route, Some(name), reason::HOP_LIMIT, &msg);
-                            } else if self.caused >= self.snapshot.config.max_cascade {
-                                self.over_budget(&child, route, name);
                             } else {
-                                self.caused += 1;
                                 Stats::add(&stats.emitted, 1);
                                 if self.detailed {
                                     self.report.emitted.push(child.id.clone());
@@ -568,7 +592,6 @@ impl Cascade<'_> {
                         }
                     }
                     Err(f) => {
-                        tracing::warn!(plugin = %name, event = %event.id, route, kind = %f.kind, error = %f.message, "handler failed");
                         self.dead_letter(event, route, Some(name), f.kind.as_str(), &f.message);
                         if let Some(last) = self.report.handlers.last_mut() {
                             last.fuel_used = Some(inv.fuel_used);
@@ -612,25 +635,39 @@ impl Cascade<'_> {
         children
     }
 
-    /// An emit past the root's cascade budget: dead-lettered, not routed.
-    fn over_budget(&mut self, child: &Event, route: &str, plugin: &str) {
-        let max = self.snapshot.config.max_cascade;
-        let root = child.meta.get("root_id").and_then(Value::as_str).unwrap_or("?");
-        let msg = format!(
-            "root event {root} has already caused {max} events, its cascade budget ([router] max_cascade = {max})"
+    /// The root's cascade hit its budget and emits were refused: one
+    /// `cascade_limit` dead letter carrying the root event, and one warning,
+    /// per root event, however many emits were refused (issue 16).
+    fn over_budget(&mut self, root: &Event) {
+        let (max, max_bytes) = (
+            self.snapshot.config.max_cascade,
+            self.snapshot.config.max_cascade_bytes,
         );
-        if !self.warned {
-            // Once per root: the dead letters carry the rest.
-            tracing::warn!(
-                root_event = root,
-                plugin,
-                route,
-                max_cascade = max,
-                "cascade budget spent; further emits go to dead letters"
-            );
-            self.warned = true;
-        }
-        self.dead_letter(child, route, Some(plugin), reason::CASCADE_LIMIT, &msg);
+        let plugins: Vec<&str> = self.refused_by.iter().map(|(_, p)| p.as_str()).collect();
+        let msg = format!(
+            "cascade budget spent: {} emits ({} bytes) refused to plugin(s) {} after this event caused {} events ({} bytes); budget [router] max_cascade = {max}, max_cascade_bytes = {max_bytes}",
+            self.refused.emits,
+            self.refused.bytes,
+            plugins.join(", "),
+            self.caused,
+            self.caused_bytes,
+        );
+        tracing::warn!(
+            root_event = %root.id,
+            plugins = %plugins.join(","),
+            refused = self.refused.emits,
+            refused_bytes = self.refused.bytes,
+            max_cascade = max,
+            max_cascade_bytes = max_bytes,
+            "cascade budget spent; emits past it were refused with cascade_limit"
+        );
+        let route = self
+            .refused_by
+            .first()
+            .map(|(r, _)| r.clone())
+            .unwrap_or_default();
+        let plugin = self.refused_by.first().map(|(_, p)| p.clone());
+        self.dead_letter(root, &route, plugin.as_deref(), reason::CASCADE_LIMIT, &msg);
     }
 
     fn tag_version(&mut self, plugin: &Plugin) {
@@ -731,23 +768,46 @@ fn child_event(parent: &Event, plugin: &str, hops: u32, emitted: Emitted) -> Eve
     }
 }
 
-/// Forwards a plugin's log lines to the daemon's log, with plugin and event,
-/// within the plugin's rate limit (lines over it are counted and summarised).
-pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation, pm: &PluginMetrics, limit: LogLimit) {
+/// Forwards a plugin's log lines, and its failure (whose message carries
+/// guest text), to the daemon's log, with plugin and event, within the
+/// plugin's line and byte limits (issue 16): lines over them are counted
+/// and summarised; a failure over them is still counted in metrics and
+/// dead-lettered, just not logged. A failure message is logged cut to
+/// [`runtime::failure::MAX_LOGGED_FAILURE`] bytes.
+pub fn log_invocation(
+    event: &Event,
+    route: &str,
+    plugin: &Plugin,
+    inv: &Invocation,
+    pm: &PluginMetrics,
+    limit: LogLimit,
+) {
     let (p, e) = (plugin.name.as_str(), event.id.as_str());
     if inv.dropped_logs > 0 {
         pm.logs_over_cap.inc_by(inv.dropped_logs);
     }
+    let failure = inv
+        .outcome
+        .as_ref()
+        .err()
+        .filter(|_| tracing::enabled!(tracing::Level::WARN));
+    let failure_msg =
+        failure.map(|f| runtime::failure::truncate(&f.message, runtime::failure::MAX_LOGGED_FAILURE));
     // Lines the log filter would discard cost nothing and use no tokens.
     let enabled = || inv.logs.iter().filter(|l| level_enabled(l.level));
-    let wanted = enabled().count() as u64;
+    let wanted = enabled().count() as u64 + u64::from(failure.is_some());
     if wanted == 0 && inv.dropped_logs == 0 {
         return;
     }
     let now = std::time::Instant::now();
     let (granted, report) = {
         let mut bucket = pm.log_bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let granted = bucket.take(enabled().map(|l| l.message.len()), limit, now);
+        // The failure line first: it is the one an operator needs.
+        let lengths = failure_msg
+            .iter()
+            .map(|m| m.len())
+            .chain(enabled().map(|l| l.message.len()));
+        let granted = bucket.take(lengths, limit, now);
         // Lines over the per-invocation cap are summarised with these, so
         // a plugin looping on `log` yields one warning a second, not one
         // per invocation.
@@ -770,6 +830,13 @@ pub fn log_invocation(event: &Event, plugin: &Plugin, inv: &Invocation, pm: &Plu
         );
     }
     let mut left = granted;
+    if let (Some(f), Some(msg)) = (failure, &failure_msg) {
+        if left == 0 {
+            return;
+        }
+        left -= 1;
+        tracing::warn!(plugin = p, event = e, route, kind = %f.kind, error = %msg, "handler failed");
+    }
     for line in inv.logs.iter().filter(|l| level_enabled(l.level)) {
         if left == 0 {
             break;

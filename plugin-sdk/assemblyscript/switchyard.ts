@@ -35,6 +35,7 @@ export const EMIT_OK: i32 = 0;
 export const EMIT_MALFORMED: i32 = -1;
 export const EMIT_TOO_MANY: i32 = -2;
 export const EMIT_TOO_LARGE: i32 = -3;
+export const EMIT_CASCADE_LIMIT: i32 = -4; // over the root event's cascade budget (ABI 1.1)
 
 // @ts-ignore: decorator
 @external("switchyard", "log")

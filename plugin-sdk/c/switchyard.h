@@ -66,6 +66,7 @@ extern "C" {
 #define SWITCHYARD_EMIT_MALFORMED (-1) /* not a JSON object with a valid name */
 #define SWITCHYARD_EMIT_TOO_MANY (-2)  /* over max_emits for this invocation */
 #define SWITCHYARD_EMIT_TOO_LARGE (-3) /* over max_emit_bytes */
+#define SWITCHYARD_EMIT_CASCADE_LIMIT (-4) /* over the root event's cascade budget (ABI 1.1) */
 #define SWITCHYARD_MAX_MESSAGE_BYTES (16 * 1024)
 
 /* ---- Host imports, module "switchyard" ----------------------------------- */

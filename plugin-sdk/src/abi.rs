@@ -42,6 +42,10 @@ pub mod emit {
     pub const TOO_MANY: i32 = -2;
     /// Over the per-invocation byte limit.
     pub const TOO_LARGE: i32 = -3;
+    /// Over the root event's cascade budget (`[router] max_cascade` events
+    /// or `max_cascade_bytes` bytes caused in all, issue 16): nothing of the
+    /// event is kept. ABI 1.x minor addition; older hosts never return it.
+    pub const CASCADE_LIMIT: i32 = -4;
 }
 
 /// `log` levels.

@@ -54,6 +54,9 @@ pub enum EmitError {
     TooMany,
     /// `-3`: over the per-invocation byte limit (`max_emit_bytes`).
     TooLarge,
+    /// `-4`: over the root event's cascade budget (`[router] max_cascade`
+    /// events or `max_cascade_bytes` bytes caused in all; ABI 1.1).
+    CascadeLimit,
     /// Another negative code, from a newer host.
     Refused(i32),
     /// `data` or `meta` could not be serialized to JSON.
@@ -69,6 +72,7 @@ impl EmitError {
             emit::MALFORMED => Some(EmitError::Malformed),
             emit::TOO_MANY => Some(EmitError::TooMany),
             emit::TOO_LARGE => Some(EmitError::TooLarge),
+            emit::CASCADE_LIMIT => Some(EmitError::CascadeLimit),
             other => Some(EmitError::Refused(other)),
         }
     }
@@ -80,6 +84,7 @@ impl fmt::Display for EmitError {
             EmitError::Malformed => f.write_str("emit refused: malformed event (-1)"),
             EmitError::TooMany => f.write_str("emit refused: too many events (-2)"),
             EmitError::TooLarge => f.write_str("emit refused: too many bytes (-3)"),
+            EmitError::CascadeLimit => f.write_str("emit refused: over the root event's cascade budget (-4)"),
             EmitError::Refused(code) => write!(f, "emit refused with code {}", code),
             EmitError::Encode(why) => write!(f, "emit: cannot encode the event: {}", why),
         }

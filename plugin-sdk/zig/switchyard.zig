@@ -38,7 +38,7 @@ pub const Level = enum(i32) { trace = 0, debug = 1, info = 2, warn = 3, err = 4 
 
 /// Why the host refused an emitted event (the `emit` return codes), or why
 /// it could not be encoded.
-pub const EmitError = error{ Malformed, TooMany, TooLarge, Refused, OutOfMemory };
+pub const EmitError = error{ Malformed, TooMany, TooLarge, CascadeLimit, Refused, OutOfMemory };
 
 /// Returned by `fail`; the handler passes it on to fail the invocation.
 pub const HandlerError = error{HandlerFailed};
@@ -107,6 +107,7 @@ pub fn emitJson(text: []const u8) EmitError!void {
         -1 => error.Malformed,
         -2 => error.TooMany,
         -3 => error.TooLarge,
+        -4 => error.CascadeLimit,
         else => error.Refused,
     };
 }

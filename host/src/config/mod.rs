@@ -99,6 +99,10 @@ impl Default for LoadLimits {
 /// `[router] max_cascade` when not set: events one root event may cause.
 pub const DEFAULT_MAX_CASCADE: u32 = 1000;
 
+/// `[router] max_cascade_bytes` when not set: bytes of emitted JSON one root
+/// event's cascade may hold in all (issue 16).
+pub const DEFAULT_MAX_CASCADE_BYTES: u64 = 16 << 20;
+
 /// Largest `memory` cap a plugin may have (wasm32's whole address space).
 pub const MAX_PLUGIN_MEMORY: u64 = 4 << 30;
 
@@ -154,6 +158,10 @@ pub struct Config {
     /// Events one root event may cause in all (emitted and routed, at any
     /// depth); further emits go to dead letters as `cascade_limit` (issue 16).
     pub max_cascade: u32,
+    /// Bytes of emitted JSON one root event's cascade may hold in all; an
+    /// emit past this or `max_cascade` is refused to the guest with
+    /// `cascade_limit` (issue 16).
+    pub max_cascade_bytes: u64,
     pub dead_letter: PathBuf,
     /// Where the daemon keeps its own state: compiled-module cache, checkpoints.
     pub state_dir: PathBuf,
@@ -494,6 +502,12 @@ impl Validator<'_> {
             1..1_000_001,
             DEFAULT_MAX_CASCADE.into(),
         ) as u32;
+        let max_cascade_bytes = self.size(
+            &raw.router.max_cascade_bytes,
+            "router.max_cascade_bytes",
+            1..(1 << 30) + 1,
+            DEFAULT_MAX_CASCADE_BYTES,
+        );
         let dead_letter = base.join(
             raw.dead_letter
                 .path
@@ -598,6 +612,7 @@ impl Validator<'_> {
             plugin_settings,
             hop_limit,
             max_cascade,
+            max_cascade_bytes,
             dead_letter,
             state_dir,
             tail_sources,

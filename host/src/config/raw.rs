@@ -125,6 +125,7 @@ impl RawPluginOverride {
 pub struct RawRouter {
     pub hop_limit: Option<Spanned<i64>>,
     pub max_cascade: Option<Spanned<i64>>,
+    pub max_cascade_bytes: Option<Spanned<RawSize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

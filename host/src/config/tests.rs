@@ -46,6 +46,7 @@ config = { channel = "email", retries = 3, at = 1979-05-27T07:32:00Z }
 [router]
 hop_limit = 3
 max_cascade = 50
+max_cascade_bytes = "2MiB"
 
 [dead_letter]
 path = "dl.ndjson"
@@ -91,6 +92,7 @@ type = "stdout"
     assert_eq!(cfg.settings_for("audit").config, serde_json::json!({}));
     assert_eq!(cfg.hop_limit, 3);
     assert_eq!(cfg.max_cascade, 50);
+    assert_eq!(cfg.max_cascade_bytes, 2 << 20);
     assert_eq!(cfg.dead_letter, Path::new("/etc/sy/dl.ndjson"));
     assert_eq!(cfg.state_dir, Path::new("/var/lib/switchyard"));
     let r = &cfg.routes[0];
@@ -114,6 +116,7 @@ fn defaults() {
     assert_eq!(cfg.default_limits, Limits::default());
     assert_eq!(cfg.hop_limit, 8);
     assert_eq!(cfg.max_cascade, 1000);
+    assert_eq!(cfg.max_cascade_bytes, 16 << 20);
     assert_eq!(cfg.plugins_dir, Path::new("/etc/sy/plugins/dist"));
     assert_eq!(cfg.state_dir, Path::new("/etc/sy/data"));
     assert!(cfg.routes.is_empty());
@@ -160,6 +163,19 @@ router.toml:17:27: route "clicks": match.data: "tier": a predicate is a value, {
 router.toml:20:1: route "idle": has neither handlers nor sinks, so it would do nothing
 router.toml:24:8: sink.archive.type: unknown sink type "kafka" (known: "file", "stdout", "http")"#;
     assert_eq!(errors(src), expected);
+}
+
+#[test]
+fn golden_cascade_budget_errors() {
+    assert_eq!(
+        errors("[router]\nmax_cascade = 0\nmax_cascade_bytes = \"0B\"\n"),
+        "router.toml:2:15: router.max_cascade: must be from 1 to 1000000, got 0\n\
+         router.toml:3:21: router.max_cascade_bytes: must be from 1 to 1073741824 bytes, got 0"
+    );
+    assert_eq!(
+        errors("[router]\nmax_cascade_bytes = \"2GiB\"\n"),
+        "router.toml:2:21: router.max_cascade_bytes: must be from 1 to 1073741824 bytes, got 2147483648"
+    );
 }
 
 #[test]

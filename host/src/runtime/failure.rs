@@ -71,6 +71,27 @@ impl fmt::Display for Failure {
     }
 }
 
+/// Longest failure message kept in dead letters and `?wait=true` answers:
+/// a failure message may carry guest text (`fail`, stderr, a trap), so a
+/// dead letter is bounded by its event plus this (issue 16).
+pub const MAX_FAILURE_MESSAGE: usize = 4 << 10;
+
+/// Longest failure message written to the daemon's log.
+pub const MAX_LOGGED_FAILURE: usize = 1 << 10;
+
+/// `message` cut to at most `max` bytes on a UTF-8 boundary, followed by
+/// `… (N bytes more)` when anything was cut.
+pub fn truncate(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= max {
+        return message.into();
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes more)", &message[..end], message.len() - end).into()
+}
+
 /// The guest broke the ABI (bad pointer, bad length, null allocation).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -134,5 +155,18 @@ pub fn classify(err: &wasmtime::Error, cx: &Context<'_>) -> Failure {
         }
         Some(trap) => Failure::new(FailureKind::Trap, format!("{trap}{place}")),
         None => Failure::new(FailureKind::Trap, format!("{:#}", err)),
+    }
+}
+
+#[cfg(test)]
+mod truncate_tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary_with_a_marker() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("abcdef", 4), "abcd… (2 bytes more)");
+        // "é" is 2 bytes: a cut inside it moves back to its start.
+        assert_eq!(truncate("aéb", 2), "a… (3 bytes more)");
     }
 }

@@ -142,6 +142,33 @@ impl Deadline {
     }
 }
 
+/// What is left of the root event's cascade budget for one invocation
+/// (`[router] max_cascade` events, `max_cascade_bytes` bytes of emitted
+/// JSON, issue 16). A cascade runs on one worker, one handler at a time, so
+/// the dispatcher hands each invocation the exact remainder; an emit past it
+/// is refused with `cascade_limit` and nothing of it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CascadeBudget {
+    pub events: u64,
+    pub bytes: u64,
+}
+
+impl CascadeBudget {
+    /// No cascade around the call (`plugin run`, tests).
+    pub const UNLIMITED: CascadeBudget = CascadeBudget {
+        events: u64::MAX,
+        bytes: u64::MAX,
+    };
+}
+
+/// Emits refused for the cascade budget in one invocation: how many, and
+/// their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refused {
+    pub emits: u64,
+    pub bytes: u64,
+}
+
 /// Everything one invocation's guest can touch through imports.
 pub struct HostState {
     /// WASI with nothing granted; absent when the module imports no WASI.
@@ -156,6 +183,10 @@ pub struct HostState {
     /// Accepted emits, routed only if the invocation succeeds.
     pub emits: Vec<Emitted>,
     pub emit_bytes: u64,
+    /// What this invocation may still cause of its root's cascade.
+    pub cascade: CascadeBudget,
+    /// Emits refused for `cascade` during this call.
+    pub cascade_refused: Refused,
     pub logs: Vec<LogLine>,
     pub dropped_logs: u64,
     /// Last message passed to `fail`.
@@ -175,6 +206,8 @@ impl HostState {
             limits,
             emits: Vec::new(),
             emit_bytes: 0,
+            cascade: CascadeBudget::UNLIMITED,
+            cascade_refused: Refused::default(),
             logs: Vec::new(),
             dropped_logs: 0,
             fail_message: None,
@@ -210,6 +243,14 @@ impl HostState {
                 ),
             );
             return abi::emit::TOO_LARGE;
+        }
+        let len = bytes.len() as u64;
+        if self.emits.len() as u64 >= self.cascade.events || self.emit_bytes + len > self.cascade.bytes {
+            // Counted, not logged: the root's one `cascade_limit` letter
+            // says how many and how large.
+            self.cascade_refused.emits += 1;
+            self.cascade_refused.bytes += len;
+            return abi::emit::CASCADE_LIMIT;
         }
         match parse_emit(bytes) {
             Ok(obj) => {
@@ -355,6 +396,23 @@ mod tests {
             .iter()
             .any(|l| l.message == "emit refused: missing \"name\""));
         assert_eq!(s.emits[0].data, serde_json::json!({"x": 1}));
+    }
+
+    #[test]
+    fn emits_past_the_cascade_budget_are_refused_and_counted() {
+        let mut s = HostState::new(None, Limits::default(), Instant::now());
+        s.cascade = CascadeBudget { events: 2, bytes: 30 };
+        let ev = br#"{"name":"a.B"}"#; // 14 bytes
+        assert_eq!(s.emit(ev), abi::emit::OK);
+        // 14 + 32 bytes is over the 30 left: refused, however well formed.
+        assert_eq!(
+            s.emit(br#"{"name":"a.C","data":"xxxxxxxx"}"#),
+            abi::emit::CASCADE_LIMIT
+        );
+        assert_eq!(s.emit(ev), abi::emit::OK);
+        assert_eq!(s.emit(b"{}"), abi::emit::CASCADE_LIMIT);
+        assert_eq!(s.emits.len(), 2);
+        assert_eq!(s.cascade_refused, Refused { emits: 2, bytes: 34 });
     }
 
     #[test]

@@ -13,7 +13,7 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::failure::{self, BadAbi, Failure, HandlerError};
-use super::host::{Deadline, Emitted, HostState, Level, LogLine};
+use super::host::{CascadeBudget, Deadline, Emitted, HostState, Level, LogLine, Refused};
 use super::plugin::{Plugin, PluginKind};
 use super::poll::GuestClock;
 use super::Runtime;
@@ -34,6 +34,11 @@ pub struct Invocation {
     pub outcome: Result<(), Failure>,
     /// Events the guest emitted; always empty when the invocation failed.
     pub emitted: Vec<Emitted>,
+    /// Bytes of emitted JSON in `emitted`.
+    pub emitted_bytes: u64,
+    /// Emits refused for the cascade budget (counted even if the
+    /// invocation then failed).
+    pub cascade_refused: Refused,
     pub logs: Vec<LogLine>,
     /// Log lines over the per-invocation cap, not kept.
     pub dropped_logs: u64,
@@ -137,10 +142,15 @@ impl Plugin {
 
     /// Runs the plugin on one event (its envelope as JSON) in a fresh instance.
     pub fn invoke(&self, event_json: &[u8]) -> Invocation {
+        self.invoke_fresh(event_json, CascadeBudget::UNLIMITED)
+    }
+
+    fn invoke_fresh(&self, event_json: &[u8], budget: CascadeBudget) -> Invocation {
         let started = Instant::now();
         match self.kind {
             PluginKind::Handler => {
                 let (mut store, mut stdio) = self.new_store(b"");
+                store.data_mut().cascade = budget;
                 let run = self
                     .prepare(&mut store)
                     .and_then(|ready| call(&mut store, &ready, event_json));
@@ -151,6 +161,7 @@ impl Plugin {
                 stdin.extend_from_slice(event_json);
                 stdin.push(b'\n');
                 let (mut store, mut stdio) = self.new_store(&stdin);
+                store.data_mut().cascade = budget;
                 let run = self.run_command(&mut store, stdio.as_mut());
                 self.finish(started, &mut store, stdio.as_mut(), run)
             }
@@ -161,8 +172,14 @@ impl Plugin {
     /// instance from `warm` when reused (kept there again if the call
     /// succeeded), else in a fresh one.
     pub fn invoke_in(&self, warm: &mut Warm, event_json: &[u8]) -> Invocation {
+        self.invoke_in_cascade(warm, event_json, CascadeBudget::UNLIMITED)
+    }
+
+    /// [`Plugin::invoke_in`] inside a root event's cascade: emits past
+    /// `budget` are refused to the guest with `cascade_limit` (issue 16).
+    pub fn invoke_in_cascade(&self, warm: &mut Warm, event_json: &[u8], budget: CascadeBudget) -> Invocation {
         if self.instance_mode() == Instance::Fresh {
-            return self.invoke(event_json);
+            return self.invoke_fresh(event_json, budget);
         }
         let started = Instant::now();
         let mut ready = match warm.take(self.id()) {
@@ -180,6 +197,7 @@ impl Plugin {
             }
         };
         arm(&mut ready.store, &self.settings.limits);
+        ready.store.data_mut().cascade = budget;
         let run = call(&mut ready.store, &ready.exports, event_json);
         let inv = self.finish(started, &mut ready.store, ready.stdio.as_mut(), run);
         if inv.outcome.is_ok() && self.worth_keeping(&ready) {
@@ -256,7 +274,13 @@ impl Plugin {
         stdio: Option<&mut Stdio>,
         run: wasmtime::Result<()>,
     ) -> Invocation {
-        let outcome = run.map_err(|e| failure::classify(&e, &self.failure_context(store)));
+        let outcome = run.map_err(|e| {
+            let mut f = failure::classify(&e, &self.failure_context(store));
+            if f.message.len() > failure::MAX_FAILURE_MESSAGE {
+                f.message = failure::truncate(&f.message, failure::MAX_FAILURE_MESSAGE).into_owned();
+            }
+            f
+        });
         let fuel_used = self.settings.limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.data_mut();
         if let Some(io) = stdio {
@@ -273,11 +297,15 @@ impl Plugin {
             }
         }
         let emitted = std::mem::take(&mut state.emits);
-        state.emit_bytes = 0;
+        let emitted_bytes = std::mem::take(&mut state.emit_bytes);
+        let cascade_refused = std::mem::take(&mut state.cascade_refused);
+        state.cascade = CascadeBudget::UNLIMITED;
         state.fail_message = None;
         state.memory_cap.hit = None;
         Invocation {
             emitted: if outcome.is_ok() { emitted } else { Vec::new() },
+            emitted_bytes: if outcome.is_ok() { emitted_bytes } else { 0 },
+            cascade_refused,
             outcome,
             logs: std::mem::take(&mut state.logs),
             dropped_logs: std::mem::take(&mut state.dropped_logs),

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, OptLevel, PoolingAllocationConfig};
 
 pub use failure::{Failure, FailureKind};
-pub use host::{Emitted, Level, LogLine};
+pub use host::{CascadeBudget, Emitted, Level, LogLine, Refused};
 pub use invoke::{Invocation, Warm};
 pub use plugin::{FileFacts, Plugin, PluginError, PluginKind};
 

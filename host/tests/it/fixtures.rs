@@ -107,6 +107,20 @@ pub fn failing() -> String {
     )
 }
 
+/// Calls `fail` with a message of `len` bytes of `y` (≤ 120,000; the host
+/// keeps 16 KiB of it) and fails: guest text in the failure path.
+pub fn big_failure(len: usize) -> String {
+    handler(
+        "",
+        &format!("(call $fail (i32.const 65536) (i32.const {len})) (i32.const 1)"),
+        &format!(r#"(data (i32.const 65536) "{}")"#, "y".repeat(len)),
+    )
+    .replace(
+        r#"(memory (export "memory") 1)"#,
+        r#"(memory (export "memory") 3)"#,
+    )
+}
+
 /// Hands the host a pointer far outside its memory.
 pub fn bad_pointer() -> String {
     handler(
@@ -195,6 +209,32 @@ pub fn fanout(event: &str, n: u32) -> String {
             len = json.len()
         ),
         "",
+    )
+}
+
+/// Like [`fanout`], each emitted event `bytes` long (its `data` a string
+/// of `x`, 100 ≤ `bytes` ≤ 120,000, placed above where the event is passed): the byte-amplifying fan-out of
+/// issue 16 (10 × 104,000 bytes is just under `max_emit_bytes`).
+pub fn big_fanout(event: &str, n: u32, bytes: usize) -> String {
+    let head = format!(r#"{{"name":"{event}","data":""#);
+    let json = format!(r#"{head}{}"}}"#, "x".repeat(bytes - head.len() - 2));
+    assert_eq!(json.len(), bytes);
+    handler(
+        "",
+        &format!(
+            "(local $i i32)
+    (block $done (loop $again
+      (br_if $done (i32.ge_u (local.get $i) (i32.const {n})))
+      (drop (call $emit (i32.const 196608) (i32.const {bytes})))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $again)))
+    (i32.const 0)"
+        ),
+        &format!(r#"(data (i32.const 196608) "{}")"#, wat_string(&json)),
+    )
+    .replace(
+        r#"(memory (export "memory") 1)"#,
+        r#"(memory (export "memory") 5)"#,
     )
 }
 
