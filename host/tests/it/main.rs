@@ -19,6 +19,7 @@ mod metrics;
 mod protocol_edges;
 mod reload;
 mod routing;
+mod send_timeout;
 mod shutdown;
 mod stream;
 mod tail;
