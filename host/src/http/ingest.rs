@@ -47,6 +47,22 @@ pub(super) fn parse_json(body: &[u8], what: &str) -> Result<Value, IngestError> 
 
 /// The events of a `POST /v1/events` body. A batch is all or nothing.
 ///
+/// Whether [`events`] reads this request as a binary-mode CloudEvent: a
+/// `ce-specversion` header and a Content-Type that is not a CloudEvents format.
+fn is_binary(headers: &HeaderMap) -> bool {
+    headers.contains_key("ce-specversion")
+        && !media_type(headers).is_some_and(|m| m.starts_with("application/cloudevents"))
+}
+
+/// [`events`], after bounding a binary-mode event (body and `ce-*` header
+/// values together) by `max_body`: 413 past it.
+pub fn events_within(headers: &HeaderMap, body: &[u8], max_body: u64) -> Result<Vec<Event>, IngestError> {
+    if is_binary(headers) {
+        binary::check_size(headers, body.len(), max_body)?;
+    }
+    events(headers, body)
+}
+
 /// The Content-Type decides the mode (CloudEvents HTTP binding 1.0.2, 3):
 /// `application/cloudevents-batch…` is a batch and `application/cloudevents…`
 /// one structured event (only their `+json` formats are read; others are
@@ -79,7 +95,7 @@ pub fn events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, IngestErro
             _ => Err(unsupported("CloudEvents format")),
         };
     }
-    if headers.contains_key("ce-specversion") {
+    if is_binary(headers) {
         return binary::event(headers, body).map(|e| vec![e]);
     }
     if let Some(name) = headers.keys().find(|k| k.as_str().starts_with("ce-")) {

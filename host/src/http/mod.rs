@@ -328,7 +328,7 @@ fn wants_wait(query: Option<&str>) -> bool {
 async fn ingest_events(state: &AppState, req: Request<Incoming>) -> Resp {
     let wait = wants_wait(req.uri().query());
     let events = match body::read_body(state, req).await {
-        Ok((parts, body)) => ingest::events(&parts.headers, &body),
+        Ok((parts, body)) => ingest::events_within(&parts.headers, &body, state.max_body),
         Err(e) => Err(e),
     };
     match events {

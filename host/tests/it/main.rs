@@ -14,6 +14,7 @@ mod faults;
 mod fsync_faults;
 mod harness;
 mod http_ingest;
+mod ingest_edges;
 mod loading;
 mod metrics;
 mod protocol_edges;

