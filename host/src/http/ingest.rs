@@ -160,13 +160,11 @@ fn structured(v: Value) -> Result<Event, String> {
 /// eventlib's `POST /event/log?__event__=app.Name&k=v`: pairs from the query
 /// string and a urlencoded body; `__event__` is the name, the rest is `data`.
 pub fn eventlib(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Event, IngestError> {
-    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+    let mut pairs = form_pairs(query.unwrap_or("").as_bytes(), "query string")?;
     if !body.is_empty() {
         match media_type(headers).as_deref() {
             None | Some("application/x-www-form-urlencoded") => {
-                pairs.extend(form_urlencoded::parse(body).into_owned());
+                pairs.extend(form_pairs(body, "body")?);
             }
             Some(other) => {
                 return Err(IngestError {
@@ -195,6 +193,36 @@ pub fn eventlib(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result
     obj.insert("name".into(), Value::String(name));
     obj.insert("data".into(), Value::Object(data));
     Event::from_input(Value::Object(obj), SOURCE).map_err(|e| bad(format!("__event__: {e}")))
+}
+
+/// `application/x-www-form-urlencoded` pairs (WHATWG URL, 5.1: `&`
+/// separated, split at the first `=`, `+` is a space, then percent-decoded),
+/// each key and value strictly UTF-8: bytes that are not are a 400 naming
+/// the pair, key or value, and `place` (`query string` or `body`), never
+/// rewritten to U+FFFD (issue 17 follow-up).
+fn form_pairs(input: &[u8], place: &str) -> Result<Vec<(String, String)>, IngestError> {
+    let decode = |raw: &[u8], what: &dyn Fn() -> String| -> Result<String, IngestError> {
+        let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+        let bytes: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+        String::from_utf8(bytes).map_err(|_| {
+            bad(format!(
+                "/event/log {place}: {} is not UTF-8 once percent-decoded ({:?})",
+                what(),
+                String::from_utf8_lossy(raw)
+            ))
+        })
+    };
+    let mut out = Vec::new();
+    for (i, pair) in input.split(|&b| b == b'&').filter(|p| !p.is_empty()).enumerate() {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let key = decode(k, &|| format!("the key of pair {}", i + 1))?;
+        let value = decode(v, &|| format!("the value of {key:?}"))?;
+        out.push((key, value));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -383,6 +411,41 @@ mod tests {
         let form = ct("application/x-www-form-urlencoded");
         let e = eventlib(None, &form, b"__event__=a.B&k=v").unwrap();
         assert_eq!((e.name.as_str(), e.data.clone()), ("a.B", json!({"k": "v"})));
+        // Bytes that are not UTF-8 once decoded are refused, naming where.
+        let form = ct("application/x-www-form-urlencoded");
+        for (query, body, expect) in [
+            (
+                None,
+                &b"__event__=a.B&%ff=%fe"[..],
+                "/event/log body: the key of pair 2 is not UTF-8 once percent-decoded (\"%ff\")",
+            ),
+            (
+                None,
+                b"__event__=a.B&k=%fe",
+                "/event/log body: the value of \"k\" is not UTF-8",
+            ),
+            (
+                None,
+                b"__event__=a.B&k=\xff",
+                "/event/log body: the value of \"k\" is not UTF-8",
+            ),
+            (
+                Some("__event__=a.B&%C3=1"),
+                b"",
+                "/event/log query string: the key of pair 2 is not UTF-8",
+            ),
+            (
+                Some("__event__=a.B&k=%e2%82"),
+                b"",
+                "/event/log query string: the value of \"k\" is not UTF-8",
+            ),
+        ] {
+            let e = eventlib(query, &form, body).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.starts_with(expect), "{}", e.message);
+        }
+        let e = eventlib(Some("__event__=a.B&%E2%82%AC+x=caf%C3%A9&lone%"), &form, b"").unwrap();
+        assert_eq!(e.data, json!({"€ x": "café", "lone%": ""}));
         let e = eventlib(Some("k=v"), &HeaderMap::new(), b"").unwrap_err();
         assert!(e.message.starts_with("missing __event__"));
         let e = eventlib(Some("__event__="), &HeaderMap::new(), b"").unwrap_err();

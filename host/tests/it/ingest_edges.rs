@@ -70,3 +70,51 @@ async fn binary_cloudevents_count_their_ce_headers_toward_max_body() {
     assert_eq!(got[0]["id"], "fits");
     assert_eq!(got[0]["data"], "small");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventlib_form_data_that_is_not_utf8_is_refused_naming_the_field() {
+    let mut d = daemon("").await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let cases: [(&str, &[u8], &str); 4] = [
+        (
+            "/event/log?__event__=a.B",
+            b"%ff=%fe",
+            "/event/log body: the key of pair 1",
+        ),
+        (
+            "/event/log?__event__=a.B",
+            b"k=%fe",
+            "/event/log body: the value of \"k\"",
+        ),
+        (
+            "/event/log?__event__=a.B&%ff=1",
+            b"",
+            "/event/log query string: the key of pair 2",
+        ),
+        (
+            "/event/log?__event__=a.B&k=%C3",
+            b"",
+            "/event/log query string: the value of \"k\"",
+        ),
+    ];
+    for (path, body, expect) in cases {
+        let r = d.request("POST", path, &form, body.to_vec()).await;
+        assert_eq!(r.status, 400, "{path} {body:?}: {}", r.body);
+        let msg = r.body["error"].as_str().unwrap();
+        assert!(msg.starts_with(expect), "{msg}");
+        assert!(msg.contains("is not UTF-8 once percent-decoded"), "{msg}");
+    }
+    let r = d
+        .request(
+            "POST",
+            "/event/log?__event__=a.Ok",
+            &form,
+            b"caf%C3%A9=%E2%82%AC".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    d.shutdown().await;
+    let got = d.lines("archive.ndjson");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["data"], json!({"café": "€"}));
+}
