@@ -2,7 +2,7 @@
 //! `max_body` headers included, eventlib form data that is not UTF-8, and
 //! CloudEvents without data.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::fixtures;
 use crate::harness::TestDaemon;
@@ -22,7 +22,9 @@ async fn daemon(server: &str) -> TestDaemon {
     TestDaemon::start_with(ARCHIVE, &[("log", fixtures::logger())], server).await
 }
 
-fn ce_headers<'a>(id: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+fn ce_headers<'a>(id: &'a str, extra: &[(&'a str, &'a str)]) -> Headers<'a> {
     let mut h = vec![
         ("ce-specversion", "1.0"),
         ("ce-type", "a.Bin"),
@@ -38,7 +40,7 @@ async fn binary_cloudevents_count_their_ce_headers_toward_max_body() {
     let mut d = daemon("max_body = \"64KiB\"").await;
     let big = "x".repeat(300 << 10);
     let half = "y".repeat(40 << 10);
-    let cases: Vec<(Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let cases: Vec<(Headers, Vec<u8>)> = vec![
         // One header alone, far over the limit, with an empty body.
         (ce_headers("big-ext", &[("ce-ext", &big)]), Vec::new()),
         // Body and headers each under it, together over.
