@@ -120,3 +120,42 @@ async fn eventlib_form_data_that_is_not_utf8_is_refused_naming_the_field() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["data"], json!({"café": "€"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_without_data_have_null_data_and_a_null_data_is_unset() {
+    let mut d = daemon("").await;
+    let ce = json!({"specversion": "1.0", "type": "a.Ce", "source": "/s", "id": "no-data"});
+    let structured = [("content-type", "application/cloudevents+json")];
+    let r = d
+        .request("POST", "/v1/events", &structured, ce.to_string().into_bytes())
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let both = json!({"specversion": "1.0", "type": "a.Ce", "source": "/s", "id": "b64",
+                      "data": null, "data_base64": "aGk="});
+    let r = d
+        .request("POST", "/v1/events", &structured, both.to_string().into_bytes())
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    for (id, ct) in [("bin-json", "application/json"), ("bin-text", "text/plain")] {
+        let r = d
+            .request(
+                "POST",
+                "/v1/events",
+                &ce_headers(id, &[("content-type", ct)]),
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    d.shutdown().await;
+    let got = d.lines("archive.ndjson");
+    assert_eq!(got.len(), 4, "{got:?}");
+    for e in &got {
+        let expect = if e["id"] == "b64" {
+            json!("aGk=")
+        } else {
+            json!(null)
+        };
+        assert_eq!(e["data"], expect, "{e}");
+    }
+}
