@@ -4,12 +4,14 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::fixtures;
 use crate::harness::TestDaemon;
 use crate::metrics::{sample, scrape};
+use crate::stream::Sub;
 
 /// One POST on a fresh connection, read to its end: the status line.
 async fn raw_post(addr: std::net::SocketAddr) -> String {
@@ -74,5 +76,36 @@ async fn a_client_that_never_reads_is_closed_after_send_timeout_and_frees_its_sl
     assert_eq!(served, "HTTP/1.1 202 Accepted");
     let (s, _) = scrape(&d).await;
     assert_eq!(sample(&s, "switchyard_http_send_timeouts_total", &[]), 1.0);
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_subscriber_that_reads_outlives_send_timeout() {
+    let toml = "[[route]]\nname = \"all\"\nhandlers = [\"log\"]\n";
+    let mut d = TestDaemon::start_with(toml, &[("log", fixtures::logger())], "send_timeout = \"1s\"").await;
+    let mut sub = Sub::open(d.addr, "/v1/stream?name=s.*", None).await;
+    // Busy, then idle for twice the bound, then busy again: a subscriber
+    // that reads is never cut, however long it stays.
+    for round in 0..3 {
+        for i in 0..50 {
+            let r = d
+                .post_json(
+                    "/v1/events",
+                    &json!({"name": format!("s.R{round}"), "data": {"i": i}}),
+                )
+                .await;
+            assert_eq!(r.status, 202);
+        }
+        for _ in 0..50 {
+            let e = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .expect("the subscriber keeps getting events")
+                .expect("the stream stays open");
+            assert_eq!(e["name"], format!("s.R{round}"));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (s, _) = scrape(&d).await;
+    assert_eq!(sample(&s, "switchyard_http_send_timeouts_total", &[]), 0.0);
     d.shutdown().await;
 }
