@@ -7,6 +7,7 @@ use hyper::StatusCode;
 use serde_json::{Map, Value};
 
 mod binary;
+mod form;
 
 use crate::envelope::{self, Event};
 
@@ -160,11 +161,11 @@ fn structured(v: Value) -> Result<Event, String> {
 /// eventlib's `POST /event/log?__event__=app.Name&k=v`: pairs from the query
 /// string and a urlencoded body; `__event__` is the name, the rest is `data`.
 pub fn eventlib(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Event, IngestError> {
-    let mut pairs = form_pairs(query.unwrap_or("").as_bytes(), "query string")?;
+    let mut pairs = form::pairs(query.unwrap_or("").as_bytes(), "query string")?;
     if !body.is_empty() {
         match media_type(headers).as_deref() {
             None | Some("application/x-www-form-urlencoded") => {
-                pairs.extend(form_pairs(body, "body")?);
+                pairs.extend(form::pairs(body, "body")?);
             }
             Some(other) => {
                 return Err(IngestError {
@@ -193,36 +194,6 @@ pub fn eventlib(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result
     obj.insert("name".into(), Value::String(name));
     obj.insert("data".into(), Value::Object(data));
     Event::from_input(Value::Object(obj), SOURCE).map_err(|e| bad(format!("__event__: {e}")))
-}
-
-/// `application/x-www-form-urlencoded` pairs (WHATWG URL, 5.1: `&`
-/// separated, split at the first `=`, `+` is a space, then percent-decoded),
-/// each key and value strictly UTF-8: bytes that are not are a 400 naming
-/// the pair, key or value, and `place` (`query string` or `body`), never
-/// rewritten to U+FFFD (issue 17 follow-up).
-fn form_pairs(input: &[u8], place: &str) -> Result<Vec<(String, String)>, IngestError> {
-    let decode = |raw: &[u8], what: &dyn Fn() -> String| -> Result<String, IngestError> {
-        let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
-        let bytes: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
-        String::from_utf8(bytes).map_err(|_| {
-            bad(format!(
-                "/event/log {place}: {} is not UTF-8 once percent-decoded ({:?})",
-                what(),
-                String::from_utf8_lossy(raw)
-            ))
-        })
-    };
-    let mut out = Vec::new();
-    for (i, pair) in input.split(|&b| b == b'&').filter(|p| !p.is_empty()).enumerate() {
-        let (k, v) = match pair.iter().position(|&b| b == b'=') {
-            Some(at) => (&pair[..at], &pair[at + 1..]),
-            None => (pair, &b""[..]),
-        };
-        let key = decode(k, &|| format!("the key of pair {}", i + 1))?;
-        let value = decode(v, &|| format!("the value of {key:?}"))?;
-        out.push((key, value));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
