@@ -78,6 +78,7 @@ impl Daemon {
         let limits = http::ConnLimits {
             header_timeout: config.server.header_timeout,
             max_connections: config.server.max_connections,
+            send_timeout: config.server.send_timeout,
         };
         let stats = Arc::new(Stats::default());
         let stream = Arc::new(StreamHub::new(config.stream, &stats.metrics));

@@ -8,7 +8,8 @@
 //!   [`http::body`] receives bodies (`body_timeout`, `max_body`) and undoes
 //!   their `Content-Encoding`; [`http::auth`] checks bearer tokens; [`http::stream`] is the live
 //!   `/v1/stream` of routed events (bounded per subscriber, cut off when
-//!   behind).
+//!   behind); every connection's writes are bounded by `send_timeout`
+//!   (`http/send_timeout.rs`).
 //! - [`envelope`]: the event envelope, ids, times; [`envelope::cloudevents`]
 //!   the CloudEvents 1.0.2 rules and mapping.
 //! - [`dispatch`]: the bounded queue, admission (503 when full), the worker

@@ -408,6 +408,7 @@ fn warn_restart_only(old: &Config, new: &Config) {
         || s.0.header_timeout != s.1.header_timeout
         || s.0.body_timeout != s.1.body_timeout
         || s.0.max_connections != s.1.max_connections
+        || s.0.send_timeout != s.1.send_timeout
     {
         tracing::warn!("[server] changed: it takes effect at the next restart");
     }

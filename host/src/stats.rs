@@ -63,6 +63,9 @@ pub struct Stats {
     pub body_timeouts: AtomicU64,
     /// Connections refused (503, closed) at `[server] max_connections`.
     pub connections_refused: AtomicU64,
+    /// Connections closed because a write to the client stayed pending for
+    /// `[server] send_timeout` (a client that stopped reading).
+    pub send_timeouts: AtomicU64,
     /// Per source, route, plugin, sink and dead-letter kind; the totals of
     /// `/v1/stats` are sums of these.
     pub metrics: Metrics,
@@ -111,6 +114,11 @@ impl Stats {
             "http_connections_refused",
             "Connections refused with 503 and closed at [server] max_connections (per listener)",
             &self.connections_refused,
+        );
+        counter(
+            "http_send_timeouts",
+            "Connections closed: a write to the client stayed pending for [server] send_timeout",
+            &self.send_timeouts,
         );
         counter("tail_lines", "Tailed lines submitted as events", &self.tail_lines);
         counter(

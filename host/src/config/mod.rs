@@ -122,6 +122,9 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Open connections per listener; past it 503 and close (issue 17).
     pub max_connections: usize,
+    /// How long a write to a client may stay pending (it stopped reading)
+    /// before its connection is closed.
+    pub send_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -453,6 +456,11 @@ impl Validator<'_> {
                 1..1_000_001,
                 1024,
             ) as usize,
+            send_timeout: self.duration(
+                &raw.server.send_timeout,
+                "server.send_timeout",
+                Duration::from_secs(10),
+            ),
         };
         let default_limits = self.limits(raw.plugins.limits(), "plugins", Limits::default());
         let plugins_dir = base.join(raw.plugins.dir.as_ref().map_or("plugins/dist", |d| d.get_ref()));

@@ -47,6 +47,7 @@ pub struct RawServer {
     pub header_timeout: Option<Spanned<String>>,
     pub body_timeout: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
+    pub send_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

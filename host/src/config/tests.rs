@@ -211,6 +211,7 @@ fn golden_body_timeout_and_max_connections() {
     let defaults = parse("").unwrap();
     assert_eq!(defaults.server.body_timeout, Duration::from_secs(10));
     assert_eq!(defaults.server.max_connections, 1024);
+    assert_eq!(defaults.server.send_timeout, Duration::from_secs(10));
     let src = "[server]\nbody_timeout = \"0s\"\nmax_connections = 0\n";
     assert_eq!(
         errors(src),

@@ -12,7 +12,7 @@
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use super::{check_name, empty_object, json_type, take_time, EnvelopeError, Event};
+use super::{check_name, json_type, take_time, EnvelopeError, Event};
 
 /// The attributes whose type is String, URI-reference, URI or Timestamp:
 /// the JSON format maps them to JSON strings only.
@@ -255,10 +255,16 @@ pub fn to_event(mut obj: Map<String, Value>, source: &str) -> Result<Event, Enve
         _ => None,
     };
     let time = take_time(&mut obj, "time")?;
-    let data = match (obj.remove("data"), obj.remove("data_base64")) {
+    // `null` is unset for data and data_base64 alike (JSON format 2.2), and
+    // no data at all is JSON `null`, not an object (issue 17 follow-up).
+    let unset_if_null = |v: Option<Value>| v.filter(|v| !v.is_null());
+    let data = match (
+        unset_if_null(obj.remove("data")),
+        unset_if_null(obj.remove("data_base64")),
+    ) {
         (Some(_), Some(_)) => return Err(attr("data_base64", "must not be given together with \"data\"")),
         (Some(d), None) => match (&content_type, &d) {
-            (Some(ct), Value::String(_)) | (Some(ct), Value::Null) if !is_json_media(ct) => d,
+            (Some(ct), Value::String(_)) if !is_json_media(ct) => d,
             (Some(ct), other) if !is_json_media(ct) => {
                 return Err(attr(
                     "data",
@@ -283,7 +289,7 @@ pub fn to_event(mut obj: Map<String, Value>, source: &str) -> Result<Event, Enve
                 format!("must be a string, got {}", json_type(&other)),
             ))
         }
-        (None, None) => empty_object(),
+        (None, None) => Value::Null,
     };
     let mut meta = Map::new();
     meta.insert("ce_source".into(), Value::String(ce_source));

@@ -106,9 +106,11 @@ impl Encoding {
 }
 
 /// The codings of `Content-Encoding` in the order they were applied
-/// (`identity` dropped; several headers or a comma list both allowed).
-/// Errors: 415 naming the first coding not decoded; 400 for a header that is
-/// not visible ASCII.
+/// (`identity` dropped; several headers or a comma list both allowed; empty
+/// elements between codings are skipped).
+/// Errors: 415 naming the first coding not decoded, or for a header with no
+/// coding at all (`Content-Encoding:` or `,`); 400 for a header that is not
+/// visible ASCII.
 pub fn encodings(headers: &HeaderMap) -> Result<Vec<Encoding>, IngestError> {
     let mut out = Vec::new();
     for value in headers.get_all(CONTENT_ENCODING) {
@@ -116,7 +118,23 @@ pub fn encodings(headers: &HeaderMap) -> Result<Vec<Encoding>, IngestError> {
             status: StatusCode::BAD_REQUEST,
             message: "Content-Encoding: not visible ASCII".into(),
         })?;
-        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let mut tokens = value
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .peekable();
+        if tokens.peek().is_none() {
+            // An empty value is not identity: the body might be encoded
+            // anyway, and undecoded bytes must never be routed.
+            return Err(IngestError {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: format!(
+                    "empty Content-Encoding ({value:?}): name the coding, one of {ACCEPTED_ENCODINGS}, \
+                     or leave the header out"
+                ),
+            });
+        }
+        for token in tokens {
             let coding = match token.to_ascii_lowercase().as_str() {
                 "identity" => continue,
                 "gzip" | "x-gzip" => Encoding::Gzip,
@@ -158,22 +176,33 @@ fn decode_one(coding: Encoding, input: &[u8], max_body: u64) -> Result<Bytes, In
             coding.name()
         ),
     };
-    let reader: Box<dyn Read + '_> = match coding {
-        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Encoding::Deflate if is_zlib(input) => Box::new(flate2::read::ZlibDecoder::new(input)),
-        Encoding::Deflate => Box::new(flate2::read::DeflateDecoder::new(input)),
+    // The decoders read from `rest`, which keeps what they did not consume:
+    // bytes after the last stream or frame are refused for every coding.
+    let mut rest = input;
+    let mut reader: Box<dyn Read + '_> = match coding {
+        Encoding::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(&mut rest)),
+        Encoding::Deflate if is_zlib(input) => Box::new(flate2::bufread::ZlibDecoder::new(&mut rest)),
+        Encoding::Deflate => Box::new(flate2::bufread::DeflateDecoder::new(&mut rest)),
         Encoding::Zstd => {
-            let mut d = zstd::stream::read::Decoder::with_buffer(input).map_err(broken)?;
+            let mut d = zstd::stream::read::Decoder::with_buffer(&mut rest).map_err(broken)?;
             d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(broken)?;
             Box::new(d)
         }
     };
     let mut out = Vec::new();
-    reader
+    (&mut reader)
         .take(max_body.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(broken)?;
-    if out.len() as u64 > max_body {
+    let too_large = out.len() as u64 > max_body;
+    drop(reader);
+    if !too_large && !rest.is_empty() {
+        return Err(broken(std::io::Error::other(format!(
+            "{} bytes follow the end of the encoded data",
+            rest.len()
+        ))));
+    }
+    if too_large {
         return Err(IngestError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             message: format!(
@@ -263,6 +292,59 @@ mod tests {
                 "{}",
                 e.message
             );
+        }
+    }
+
+    #[test]
+    fn an_empty_content_encoding_is_415_and_empty_elements_between_codings_are_skipped() {
+        for value in ["", " ", ",", " , ,"] {
+            let e = encodings(&with(value)).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{value:?}");
+            assert!(e.message.starts_with("empty Content-Encoding"), "{}", e.message);
+        }
+        // An empty header next to a real one is still refused.
+        let mut h = with("gzip");
+        h.append(CONTENT_ENCODING, HeaderValue::from_static(""));
+        assert_eq!(
+            encodings(&h).unwrap_err().status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert_eq!(encodings(&with("gzip,,")).unwrap(), [Encoding::Gzip]);
+        assert_eq!(encodings(&with(", gzip")).unwrap(), [Encoding::Gzip]);
+    }
+
+    #[test]
+    fn bytes_after_the_encoded_data_are_400_for_every_coding() {
+        let data = b"{\"name\":\"a.B\"}";
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(data).unwrap();
+        let zlib = z.finish().unwrap();
+        let mut r = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        r.write_all(data).unwrap();
+        let raw = r.finish().unwrap();
+        let zst = zstd::stream::encode_all(&data[..], 3).unwrap();
+        for (coding, encoded) in [
+            (Encoding::Gzip, gzip(data)),
+            (Encoding::Deflate, zlib),
+            (Encoding::Deflate, raw),
+            (Encoding::Zstd, zst),
+        ] {
+            let whole = decode(&[coding], encoded.clone().into(), 1 << 20).unwrap();
+            assert_eq!(&whole[..], data, "{coding:?}");
+            for tail in [&b"x"[..], b"garbage after", b"\0\0\0\0"] {
+                let mut body = encoded.clone();
+                body.extend_from_slice(tail);
+                let e = decode(&[coding], body.into(), 1 << 20).unwrap_err();
+                assert_eq!(e.status, StatusCode::BAD_REQUEST, "{coding:?} + {tail:?}");
+                assert!(
+                    e.message.starts_with(&format!(
+                        "Content-Encoding {}: the body does not decode",
+                        coding.name()
+                    )),
+                    "{}",
+                    e.message
+                );
+            }
         }
     }
 

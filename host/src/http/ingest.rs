@@ -7,6 +7,7 @@ use hyper::StatusCode;
 use serde_json::{Map, Value};
 
 mod binary;
+mod form;
 
 use crate::envelope::{self, Event};
 
@@ -47,6 +48,22 @@ pub(super) fn parse_json(body: &[u8], what: &str) -> Result<Value, IngestError> 
 
 /// The events of a `POST /v1/events` body. A batch is all or nothing.
 ///
+/// Whether [`events`] reads this request as a binary-mode CloudEvent: a
+/// `ce-specversion` header and a Content-Type that is not a CloudEvents format.
+fn is_binary(headers: &HeaderMap) -> bool {
+    headers.contains_key("ce-specversion")
+        && !media_type(headers).is_some_and(|m| m.starts_with("application/cloudevents"))
+}
+
+/// [`events`], after bounding a binary-mode event (body and `ce-*` header
+/// values together) by `max_body`: 413 past it.
+pub fn events_within(headers: &HeaderMap, body: &[u8], max_body: u64) -> Result<Vec<Event>, IngestError> {
+    if is_binary(headers) {
+        binary::check_size(headers, body.len(), max_body)?;
+    }
+    events(headers, body)
+}
+
 /// The Content-Type decides the mode (CloudEvents HTTP binding 1.0.2, 3):
 /// `application/cloudevents-batch…` is a batch and `application/cloudevents…`
 /// one structured event (only their `+json` formats are read; others are
@@ -79,7 +96,7 @@ pub fn events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, IngestErro
             _ => Err(unsupported("CloudEvents format")),
         };
     }
-    if headers.contains_key("ce-specversion") {
+    if is_binary(headers) {
         return binary::event(headers, body).map(|e| vec![e]);
     }
     if let Some(name) = headers.keys().find(|k| k.as_str().starts_with("ce-")) {
@@ -144,13 +161,11 @@ fn structured(v: Value) -> Result<Event, String> {
 /// eventlib's `POST /event/log?__event__=app.Name&k=v`: pairs from the query
 /// string and a urlencoded body; `__event__` is the name, the rest is `data`.
 pub fn eventlib(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Event, IngestError> {
-    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+    let mut pairs = form::pairs(query.unwrap_or("").as_bytes(), "query string")?;
     if !body.is_empty() {
         match media_type(headers).as_deref() {
             None | Some("application/x-www-form-urlencoded") => {
-                pairs.extend(form_urlencoded::parse(body).into_owned());
+                pairs.extend(form::pairs(body, "body")?);
             }
             Some(other) => {
                 return Err(IngestError {
@@ -367,6 +382,41 @@ mod tests {
         let form = ct("application/x-www-form-urlencoded");
         let e = eventlib(None, &form, b"__event__=a.B&k=v").unwrap();
         assert_eq!((e.name.as_str(), e.data.clone()), ("a.B", json!({"k": "v"})));
+        // Bytes that are not UTF-8 once decoded are refused, naming where.
+        let form = ct("application/x-www-form-urlencoded");
+        for (query, body, expect) in [
+            (
+                None,
+                &b"__event__=a.B&%ff=%fe"[..],
+                "/event/log body: the key of pair 2 is not UTF-8 once percent-decoded (\"%ff\")",
+            ),
+            (
+                None,
+                b"__event__=a.B&k=%fe",
+                "/event/log body: the value of \"k\" is not UTF-8",
+            ),
+            (
+                None,
+                b"__event__=a.B&k=\xff",
+                "/event/log body: the value of \"k\" is not UTF-8",
+            ),
+            (
+                Some("__event__=a.B&%C3=1"),
+                b"",
+                "/event/log query string: the key of pair 2 is not UTF-8",
+            ),
+            (
+                Some("__event__=a.B&k=%e2%82"),
+                b"",
+                "/event/log query string: the value of \"k\" is not UTF-8",
+            ),
+        ] {
+            let e = eventlib(query, &form, body).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.starts_with(expect), "{}", e.message);
+        }
+        let e = eventlib(Some("__event__=a.B&%E2%82%AC+x=caf%C3%A9&lone%"), &form, b"").unwrap();
+        assert_eq!(e.data, json!({"€ x": "café", "lone%": ""}));
         let e = eventlib(Some("k=v"), &HeaderMap::new(), b"").unwrap_err();
         assert!(e.message.starts_with("missing __event__"));
         let e = eventlib(Some("__event__="), &HeaderMap::new(), b"").unwrap_err();

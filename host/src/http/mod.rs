@@ -6,6 +6,7 @@ mod admin;
 pub mod auth;
 pub mod body;
 pub mod ingest;
+mod send_timeout;
 pub mod stream;
 
 use std::convert::Infallible;
@@ -104,6 +105,9 @@ pub struct ConnLimits {
     /// `max_connections`: open connections on one listener; past it a new
     /// connection gets a 503 and is closed (issue 17, item 7).
     pub max_connections: usize,
+    /// `send_timeout`: how long a write to the client may stay pending
+    /// before the connection is closed (a client that stopped reading).
+    pub send_timeout: Duration,
 }
 
 /// What a connection beyond `max_connections` is told before it is closed.
@@ -151,6 +155,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let stats = state.stats.clone();
         let state = state.clone();
         // Closes this connection: for a stream subscriber that stopped reading.
         let kill = Arc::new(Notify::new());
@@ -159,7 +164,8 @@ pub async fn serve(
             let (state, kill) = (state.clone(), kill.clone());
             async move { Ok::<_, Infallible>(route(&state, role, req, peer, kill).await) }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let io = send_timeout::SendTimeout::new(stream, limits.send_timeout, stats);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
         tokio::spawn(async move {
             let _slot = slot;
             tokio::select! {
@@ -322,7 +328,7 @@ fn wants_wait(query: Option<&str>) -> bool {
 async fn ingest_events(state: &AppState, req: Request<Incoming>) -> Resp {
     let wait = wants_wait(req.uri().query());
     let events = match body::read_body(state, req).await {
-        Ok((parts, body)) => ingest::events(&parts.headers, &body),
+        Ok((parts, body)) => ingest::events_within(&parts.headers, &body, state.max_body),
         Err(e) => Err(e),
     };
     match events {

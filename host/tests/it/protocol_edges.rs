@@ -204,6 +204,27 @@ async fn encodings_not_decoded_bombs_and_garbage_are_refused() {
             );
             assert_eq!(r.headers["accept-encoding"], "gzip, deflate, zstd, identity");
         }
+        // No coding at all is not identity: gzip bytes behind it are never routed.
+        for enc in ["", ","] {
+            let r = d
+                .request("POST", path, &[("content-encoding", enc)], gzip(b"__event__=a.B"))
+                .await;
+            assert_eq!(r.status, 415, "{path} {enc:?}");
+            let msg = r.body["error"].as_str().unwrap();
+            assert!(msg.starts_with("empty Content-Encoding"), "{msg}");
+        }
+        // Bytes after the end of the compressed data: 400 for every coding.
+        let mut trailing = zlib(b"__event__=a.B");
+        trailing.extend_from_slice(b"garbage");
+        let r = d
+            .request("POST", path, &[("content-encoding", "deflate")], trailing)
+            .await;
+        assert_eq!(r.status, 400, "{path}");
+        let msg = r.body["error"].as_str().unwrap();
+        assert!(
+            msg.contains("7 bytes follow the end of the encoded data"),
+            "{msg}"
+        );
         // 10 MiB of zeros in about 10 KiB: 413 once the decoded size passes max_body.
         let bomb = gzip(&vec![0u8; 10 << 20]);
         assert!(bomb.len() < 64 << 10);

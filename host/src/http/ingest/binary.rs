@@ -8,6 +8,8 @@ use base64::Engine as _;
 use hyper::header::{HeaderMap, CONTENT_TYPE};
 use serde_json::{Map, Value};
 
+use hyper::StatusCode;
+
 use super::{bad, parse_json, IngestError, SOURCE};
 use crate::envelope::cloudevents::{decode_header_value, is_json_media, valid_attribute_name};
 use crate::envelope::{EnvelopeError, Event};
@@ -54,6 +56,30 @@ pub fn attributes(headers: &HeaderMap) -> Result<Map<String, Value>, IngestError
         obj.insert(attr.to_string(), Value::String(value));
     }
     Ok(obj)
+}
+
+/// Bounds a binary-mode event by `max_body` (bytes): its body plus the
+/// percent-decoded values of its `ce-*` headers, which become attributes of
+/// the event, so headers cannot carry what the body may not (issue 17
+/// follow-up). Errors: 413 naming `max_body`. Headers that do not decode are
+/// left to [`event`] to report.
+pub fn check_size(headers: &HeaderMap, body_len: usize, max_body: u64) -> Result<(), IngestError> {
+    let Ok(attrs) = attributes(headers) else {
+        return Ok(());
+    };
+    let in_headers: usize = attrs.values().map(|v| v.as_str().map_or(0, str::len)).sum();
+    let total = (body_len + in_headers) as u64;
+    if total <= max_body {
+        return Ok(());
+    }
+    Err(IngestError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "binary CloudEvent of {total} bytes ({body_len} in the body, {in_headers} in ce-* headers) \
+             is larger than max_body ({max_body} bytes): in binary mode the ce-* header values count \
+             toward max_body"
+        ),
+    })
 }
 
 /// One binary-mode event from its headers and body. An empty body is no

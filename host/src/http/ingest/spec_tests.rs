@@ -105,6 +105,11 @@ fn http_binding_header_names_are_case_insensitive() {
         ("ce-Source", "/s"),
     ]);
     assert_eq!(one(&h, b"").name, "a.B");
+    // An empty body is no data: JSON null, whatever the Content-Type.
+    assert_eq!(one(&h, b"").data, serde_json::Value::Null);
+    let mut text = h.clone();
+    text.insert("content-type", "text/plain".parse().unwrap());
+    assert_eq!(one(&text, b"").data, serde_json::Value::Null);
 }
 
 #[test]

@@ -144,10 +144,17 @@ fn data_and_data_base64() {
         structured_err(with(json!({"data_base64": 5}))),
         "\"data_base64\" must be a string, got a number"
     );
-    // data_base64: null is unset, so data stays absent.
-    assert_eq!(structured(with(json!({"data_base64": null}))).data, json!({}));
-    // An explicit null payload is kept, distinct from no data.
+    // null is unset for both; no data at all is JSON null, not an object.
+    assert_eq!(structured(with(json!({}))).data, Value::Null);
+    assert_eq!(structured(with(json!({"data_base64": null}))).data, Value::Null);
     assert_eq!(structured(with(json!({"data": null}))).data, Value::Null);
+    let e = structured(with(json!({"data": null, "data_base64": "AA=="})));
+    assert_eq!(
+        (e.data, e.meta["ce_data_base64"].clone()),
+        (json!("AA=="), json!(true))
+    );
+    let e = structured(with(json!({"data": "x", "data_base64": null})));
+    assert_eq!(e.data, json!("x"));
     // Non-JSON content types carry a string.
     let m = structured_err(with(
         json!({"datacontenttype": "application/xml", "data": {"a": 1}}),
