@@ -102,6 +102,12 @@ struct Slots {
 /// What the compile threads share with the [`Compiler`].
 struct Shared {
     engine: Engine,
+    /// wasmtime compiles a module's functions on the current rayon pool;
+    /// on the global one, a tiny module's functions queued behind two huge
+    /// bodies and went over `compile_timeout` (issue 16). Compiles in the
+    /// small-file slots run on this pool of their own; `None` if it could
+    /// not be made (they then share the global one).
+    small_pool: Option<rayon::ThreadPool>,
     slots: Mutex<Slots>,
     /// Called from a compile thread when a compile a load stopped waiting
     /// for ends or goes over time: the daemon asks for a reload.
@@ -122,6 +128,12 @@ impl Compiler {
         Compiler {
             shared: Arc::new(Shared {
                 engine: engine.clone(),
+                small_pool: rayon::ThreadPoolBuilder::new()
+                    .num_threads(SMALL_RESERVED)
+                    .thread_name(|i| format!("compile-small-{i}"))
+                    .build()
+                    .map_err(|e| tracing::warn!(error = %e, "no thread pool for small compiles; they share the global one"))
+                    .ok(),
                 slots: Mutex::default(),
                 notify,
             }),
@@ -300,9 +312,15 @@ fn run(shared: &Arc<Shared>, w: Waiting, lane: Lane) {
                 notify();
             }
         });
-    let outcome = CompileCache::new(&w.cache_dir)
-        .module(&shared.engine, &w.bytes, &w.sha256)
-        .map_err(|e| format!("does not compile: {e:#}"));
+    let compile = || {
+        CompileCache::new(&w.cache_dir)
+            .module(&shared.engine, &w.bytes, &w.sha256)
+            .map_err(|e| format!("does not compile: {e:#}"))
+    };
+    let outcome = match (lane, &shared.small_pool) {
+        (Lane::Small, Some(pool)) => pool.install(compile),
+        _ => compile(),
+    };
     drop(w.bytes);
     // The slot is free, and the next compile started, before anyone hears
     // the outcome.

@@ -326,8 +326,8 @@ async fn bigs_not_loaded(addr: std::net::SocketAddr) {
 async fn at_start_slow_big_modules_do_not_keep_a_tiny_plugin_or_a_queued_one_unloaded() {
     let dir = fairness_setup(&[
         ("zz_fast", fixtures::logger()),
-        // Over the small-file threshold, so it queues behind the big ones.
-        ("mid", fixtures::padded_logger(1_100_000)),
+        // Bigger than the big ones, so it queues behind them.
+        ("mid", fixtures::padded_logger(3_000_000)),
     ]);
     write_bigs(dir.path());
     let t = Instant::now();
@@ -372,7 +372,13 @@ async fn on_reload_slow_big_modules_do_not_keep_a_tiny_plugin_unloaded() {
     let fast = serves_after(daemon.addr, "fast.Go", t, Duration::from_secs(60)).await;
     bigs_not_loaded(daemon.addr).await;
     let mid = serves_after(daemon.addr, "mid.Go", t, Duration::from_secs(60)).await;
-    eprintln!("reload with {BIGS} slow modules: answered in {reload:?}, zz_fast served after {fast:?}, mid after {mid:?}");
+    eprintln!(
+        "reload with {BIGS} slow modules: answered in {reload:?}, zz_fast served {fast:?} after the files appeared, mid after {mid:?}"
+    );
     daemon.terminate().await;
     assert!(reload < Duration::from_secs(4), "the reload took {reload:?}");
+    assert!(
+        fast < Duration::from_secs(4),
+        "zz_fast served only after {fast:?}"
+    );
 }
