@@ -16,7 +16,7 @@ use crate::dispatch::{Shared, Snapshot};
 use crate::registry;
 use crate::router::Router;
 use crate::runtime::cache::{self, Origin};
-use crate::runtime::compile::{Compiled, Compiler, MAX_RUNNING, RELOAD_WAIT};
+use crate::runtime::compile::{Compiled, Compiler, RELOAD_WAIT};
 use crate::runtime::plugin::check_size;
 use crate::runtime::{FileFacts, Plugin, Runtime};
 use crate::sinks::{self, Sink};
@@ -107,8 +107,10 @@ impl Loader {
         let files = registry::plugin_files(&config.plugins_dir)
             .with_context(|| format!("cannot list plugins in {}", config.plugins_dir.display()))?;
         let cache_dir = config.state_dir.join("compiled");
-        // At start every compile may take its whole time limit; a reload
-        // answers after a short wait, reporting the rest as `compiling`.
+        // At start the compiles running may take their whole time limit; a
+        // reload answers after a short wait. Either reports the rest as
+        // `compiling` (those still waiting for a slot too), and swaps each
+        // in by a reload when its compile ends.
         let until = match previous {
             None => crate::config::units::instant_after(Instant::now(), config.loading.compile_timeout),
             Some(_) => Instant::now() + RELOAD_WAIT,
@@ -118,7 +120,7 @@ impl Loader {
         let mut pending = Vec::new();
         for (name, path) in &files {
             let old = previous.and_then(|p| p.plugins.get(name));
-            match self.prepare(&config, &cache_dir, name, path, old, settled, &mut report) {
+            match self.prepare(&config, name, path, old, settled, &mut report) {
                 Step::Done(Ok(p)) => {
                     plugins.insert(name.clone(), p);
                 }
@@ -133,29 +135,22 @@ impl Loader {
                 Step::Compile(c) => pending.push(c),
             }
         }
-        let mut collected: BTreeMap<String, Compiled> = BTreeMap::new();
-        for i in 0..pending.len() {
-            // Slots freed by the compiles collected so far start the
-            // waiting ones, in order.
-            for p in pending[i..].iter_mut() {
-                if let Some(bytes) = p.unstarted.take() {
-                    let limit = config.loading.compile_timeout;
-                    p.unstarted = self.compiler.start(bytes, &p.sha256, &cache_dir, limit).err();
-                }
+        // Smallest file first, so that the slots go to the quick compiles
+        // (issue 16: big modules must not delay the others).
+        pending.sort_by_key(|c: &Pending| c.size);
+        for c in &mut pending {
+            if let Some(bytes) = c.bytes.take() {
+                let limit = config.loading.compile_timeout;
+                self.compiler.start(bytes, &c.sha256, &cache_dir, limit);
             }
-            let c = &pending[i];
+        }
+        let mut collected: BTreeMap<String, Compiled> = BTreeMap::new();
+        for c in &pending {
             let (name, old) = (c.name.clone(), previous.and_then(|p| p.plugins.get(&c.name)));
-            let compiled = if c.unstarted.is_some() {
-                self.compiler.want_slot();
-                Compiled::Compiling(format!(
-                    "waiting for a compile slot ({MAX_RUNNING} compiles running)"
-                ))
-            } else {
-                collected
-                    .entry(c.sha256.clone())
-                    .or_insert_with(|| self.compiler.collect(&c.sha256, until))
-                    .clone()
-            };
+            let compiled = collected
+                .entry(c.sha256.clone())
+                .or_insert_with(|| self.compiler.collect(&c.sha256, until))
+                .clone();
             match self.finish(c, compiled, &mut report) {
                 Ok(Some(p)) => {
                     plugins.insert(name, p);
@@ -210,12 +205,11 @@ impl Loader {
     }
 
     /// What to do with one plugin file: reuse, keep, refuse, or compile
-    /// (started here, on its own thread, collected by [`Loader::finish`]).
+    /// (asked for by [`Loader::build`], collected by [`Loader::finish`]).
     #[allow(clippy::too_many_arguments)]
     fn prepare(
         &self,
         config: &Config,
-        cache_dir: &Path,
         name: &str,
         path: &Path,
         old: Option<&Arc<Plugin>>,
@@ -254,17 +248,13 @@ impl Loader {
             return Step::Keep;
         }
         let size = bytes.len() as u64;
-        let unstarted = self
-            .compiler
-            .start(bytes, &sha256, cache_dir, limits.compile_timeout)
-            .err();
         Step::Compile(Pending {
             name: name.to_string(),
             path: path.to_path_buf(),
             size,
             sha256,
             settings,
-            unstarted,
+            bytes: Some(bytes),
         })
     }
 
@@ -346,15 +336,15 @@ enum Step {
     Compile(Pending),
 }
 
-/// A plugin to compile: started, or waiting for a slot.
+/// A plugin whose compile was asked for: running, or waiting for a slot.
 struct Pending {
     name: String,
     path: PathBuf,
     size: u64,
     sha256: String,
     settings: crate::config::PluginSettings,
-    /// The bytes, while no compile slot was free to start it.
-    unstarted: Option<Vec<u8>>,
+    /// The bytes, until their compile is asked for.
+    bytes: Option<Vec<u8>>,
 }
 
 /// Keeps the serving version of `name`, and its last error, as they are.

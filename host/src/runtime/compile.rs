@@ -1,5 +1,5 @@
 //! Compiling plugins off the paths that answer reloads and shutdown, within
-//! a size and a time limit (issue 16).
+//! a size and a time limit, fairly (issue 16).
 //!
 //! A 12.9 MB module of 200,000 functions took 25–43 s and 1.5 GB to
 //! compile, and a reload or SIGTERM waited for it. Now:
@@ -9,17 +9,25 @@
 //!   briefly ([`RELOAD_WAIT`]); past that the plugin is reported
 //!   `compiling`, its previous version (if any) keeps serving, and the
 //!   compile asks for another reload when it ends;
-//! - a compile still running after `[plugins] compile_timeout` fails the
-//!   plugin with an error naming the limit. wasmtime cannot cancel a
-//!   compile, so its thread is abandoned: it runs to its end and its result
-//!   is dropped; the same bytes are not compiled again (until the daemon
-//!   restarts), and at most [`MAX_RUNNING`] compiles run at once, so a
-//!   plugin folder cannot pile them up;
+//! - a compile still running after `[plugins] compile_timeout` of its own
+//!   run (time spent queued does not count) fails the plugin with an error
+//!   naming the limit. wasmtime cannot cancel a compile, so its thread is
+//!   abandoned: it runs to its end and its result is dropped; the same
+//!   bytes are not compiled again (until the daemon restarts);
+//! - at most [`MAX_RUNNING`] compiles of any size run at once, abandoned
+//!   ones included, plus [`SMALL_RESERVED`] more kept for files under
+//!   [`SMALL_FILE`]. Waiting compiles start smallest file first as slots
+//!   free. So slow big modules (an attacker's, issue 16's fairness finding:
+//!   four 7.6 MB single-body modules kept a tiny plugin unloaded for 38 s)
+//!   can delay neither a small plugin (it has slots of its own and goes
+//!   first) nor a queued one past the moment a slot frees: it then starts,
+//!   and when it ends the daemon reloads it in;
+//! - peak memory is bounded by the slots: about 100 × the file size per
+//!   compile for the worst bodies (see README, Limits);
 //! - SIGTERM never waits for a compile: nothing joins these threads.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::Ordering::SeqCst;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,9 +38,15 @@ pub use crate::config::LoadLimits;
 
 /// How long a reload waits for a compile before answering `compiling`.
 pub const RELOAD_WAIT: Duration = Duration::from_secs(1);
-/// Compiles running at once, abandoned ones included (each may use every
-/// core: wasmtime compiles functions in parallel).
+/// Compiles of any size running at once, abandoned ones included (each may
+/// use every core: wasmtime compiles functions in parallel).
 pub const MAX_RUNNING: usize = 2;
+/// Files under this many bytes compile in milliseconds (even the worst
+/// single-body module of this size takes about 1 s and 100 MB): they have
+/// slots of their own, so that big modules never make them wait.
+pub const SMALL_FILE: u64 = 1 << 20;
+/// Slots kept for files under [`SMALL_FILE`], on top of [`MAX_RUNNING`].
+pub const SMALL_RESERVED: usize = 2;
 
 /// Where a compile is.
 #[derive(Clone)]
@@ -47,168 +61,153 @@ pub enum Compiled {
 type Outcome = Result<(Module, Origin), String>;
 
 struct Job {
-    started: Instant,
-    /// `compile_timeout` when it started.
+    /// The file's size in bytes: waiting compiles start smallest first.
+    size: u64,
+    /// `compile_timeout` when it was asked for, counted from its start.
     limit: Duration,
     state: Mutex<JobState>,
-    done: Condvar,
+    /// Signalled when the compile starts and when it ends.
+    changed: Condvar,
 }
 
 #[derive(Default)]
 struct JobState {
-    /// The outcome and how long it took, once done.
+    /// When its compile thread started; `None` while it waits for a slot.
+    started: Option<Instant>,
+    /// The outcome and how long it ran, once done.
     result: Option<(Outcome, Duration)>,
     /// A load stopped waiting for it: ask for a reload when it ends or
     /// goes over time, so that the outcome is collected.
     wanted: bool,
 }
 
-/// Compiles plugin bytes on background threads; one per daemon.
-pub struct Compiler {
+/// A compile waiting for a slot, with what it needs to start.
+struct Waiting {
+    job: Arc<Job>,
+    bytes: Vec<u8>,
+    sha256: String,
+    cache_dir: PathBuf,
+}
+
+/// The slots: what runs, and what waits.
+#[derive(Default)]
+struct Slots {
+    /// Compiles in the [`MAX_RUNNING`] slots any size may take.
+    any: usize,
+    /// Compiles in the [`SMALL_RESERVED`] slots.
+    small: usize,
+    waiting: Vec<Waiting>,
+}
+
+/// What the compile threads share with the [`Compiler`].
+struct Shared {
     engine: Engine,
-    /// Compiles under way or finished and not yet collected, by sha256.
-    jobs: Mutex<HashMap<String, Arc<Job>>>,
-    /// Compile threads still running, abandoned ones included.
-    running: Arc<Mutex<usize>>,
-    /// A load found no free slot: ask for a reload when one frees.
-    slot_wanted: Arc<std::sync::atomic::AtomicBool>,
-    /// Bytes whose compile went over the time limit, with the message.
-    over_time: Mutex<HashMap<String, String>>,
+    /// wasmtime compiles a module's functions on the current rayon pool;
+    /// on the global one, a tiny module's functions queued behind two huge
+    /// bodies and went over `compile_timeout` (issue 16). Compiles in the
+    /// small-file slots run on this pool of their own; `None` if it could
+    /// not be made (they then share the global one).
+    small_pool: Option<rayon::ThreadPool>,
+    slots: Mutex<Slots>,
     /// Called from a compile thread when a compile a load stopped waiting
     /// for ends or goes over time: the daemon asks for a reload.
     notify: Arc<dyn Fn() + Send + Sync>,
 }
 
+/// Compiles plugin bytes on background threads; one per daemon.
+pub struct Compiler {
+    shared: Arc<Shared>,
+    /// Compiles waiting, under way or finished and not yet collected, by sha256.
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+    /// Bytes whose compile went over the time limit, with the message.
+    over_time: Mutex<HashMap<String, String>>,
+}
+
 impl Compiler {
     pub fn new(engine: &Engine, notify: Arc<dyn Fn() + Send + Sync>) -> Compiler {
         Compiler {
-            engine: engine.clone(),
+            shared: Arc::new(Shared {
+                engine: engine.clone(),
+                small_pool: rayon::ThreadPoolBuilder::new()
+                    .num_threads(SMALL_RESERVED)
+                    .thread_name(|i| format!("compile-small-{i}"))
+                    .build()
+                    .map_err(|e| tracing::warn!(error = %e, "no thread pool for small compiles; they share the global one"))
+                    .ok(),
+                slots: Mutex::default(),
+                notify,
+            }),
             jobs: Mutex::default(),
-            running: Arc::default(),
-            slot_wanted: Arc::default(),
             over_time: Mutex::default(),
-            notify,
         }
     }
 
-    /// Starts compiling `bytes` (whose sha256 is `sha256`) unless the same
-    /// bytes are already compiling or done; the bytes back when no slot is
-    /// free. The module is looked up in, and written to, the cache in
-    /// `cache_dir`.
-    pub fn start(
-        &self,
-        bytes: Vec<u8>,
-        sha256: &str,
-        cache_dir: &Path,
-        limit: Duration,
-    ) -> Result<(), Vec<u8>> {
+    /// Asks for `bytes` (whose sha256 is `sha256`) to be compiled unless
+    /// the same bytes are already waiting, compiling or done: at once if a
+    /// slot is free, else when one frees, smallest file first. `limit` is
+    /// `compile_timeout`, counted from the compile's start. The module is
+    /// looked up in, and written to, the cache in `cache_dir`.
+    pub fn start(&self, bytes: Vec<u8>, sha256: &str, cache_dir: &Path, limit: Duration) {
         if lock(&self.over_time).contains_key(sha256) {
-            return Ok(());
+            return;
         }
         let mut jobs = lock(&self.jobs);
         if jobs.contains_key(sha256) {
-            return Ok(());
-        }
-        {
-            let mut running = lock(&self.running);
-            if *running >= MAX_RUNNING {
-                return Err(bytes);
-            }
-            *running += 1;
+            return;
         }
         let job = Arc::new(Job {
-            started: Instant::now(),
+            size: bytes.len() as u64,
             limit,
             state: Mutex::default(),
-            done: Condvar::new(),
+            changed: Condvar::new(),
         });
         jobs.insert(sha256.to_string(), job.clone());
-        let (engine, cache) = (self.engine.clone(), CompileCache::new(cache_dir));
-        let (sha, running, notify) = (sha256.to_string(), self.running.clone(), self.notify.clone());
-        let slot_wanted = self.slot_wanted.clone();
-        let compile = {
-            let (job, notify) = (job.clone(), notify.clone());
-            move || {
-                let outcome = cache
-                    .module(&engine, &bytes, &sha)
-                    .map_err(|e| format!("does not compile: {e:#}"));
-                drop(bytes);
-                // The slot is free before anyone hears the outcome, so that
-                // the next compile can start at once.
-                *lock(&running) -= 1;
-                let mut state = lock(&job.state);
-                state.result = Some((outcome, job.started.elapsed()));
-                let wanted = state.wanted || slot_wanted.swap(false, SeqCst);
-                drop(state);
-                job.done.notify_all();
-                if wanted {
-                    notify();
-                }
-            }
-        };
-        if let Err(e) = std::thread::Builder::new().name("compile".into()).spawn(compile) {
-            tracing::error!(error = %e, "cannot start a compile thread");
-            jobs.remove(sha256);
-            *lock(&self.running) -= 1;
-            return Ok(());
-        }
-        // A watchdog, so that a compile over time is reported at its limit,
-        // not when (or if) it ends.
-        let _ = std::thread::Builder::new()
-            .name("compile-watchdog".into())
-            .spawn(move || {
-                let state = lock(&job.state);
-                let (state, _) = job
-                    .done
-                    .wait_timeout_while(state, limit, |s| s.result.is_none())
-                    .unwrap_or_else(|p| p.into_inner());
-                if state.result.is_none() && state.wanted {
-                    drop(state);
-                    notify();
-                }
-            });
-        Ok(())
+        drop(jobs);
+        lock(&self.shared.slots).waiting.push(Waiting {
+            job,
+            bytes,
+            sha256: sha256.to_string(),
+            cache_dir: cache_dir.to_path_buf(),
+        });
+        dispatch(&self.shared);
     }
 
-    /// A load gave up waiting for a slot: ask for a reload once one frees.
-    pub fn want_slot(&self) {
-        self.slot_wanted.store(true, SeqCst);
-        // A slot freed since the attempt: its thread may have looked at the
-        // flag before it was set.
-        if *lock(&self.running) < MAX_RUNNING && self.slot_wanted.swap(false, SeqCst) {
-            (self.notify)();
-        }
-    }
-
-    /// The compile of `sha256` (started with [`Compiler::start`]), waiting
-    /// for it until `until` at most.
+    /// The compile of `sha256` (asked for with [`Compiler::start`]),
+    /// waiting for it until `until` at most, or until it is over its time
+    /// limit. A load that stops waiting is asked for again (the `notify`
+    /// given to [`Compiler::new`]) when the compile ends or goes over time.
     pub fn collect(&self, sha256: &str, until: Instant) -> Compiled {
         if let Some(msg) = lock(&self.over_time).get(sha256) {
             return Compiled::Failed(msg.clone());
         }
         let Some(job) = lock(&self.jobs).get(sha256).cloned() else {
-            self.want_slot();
-            return Compiled::Compiling(format!(
-                "waiting for a compile slot ({MAX_RUNNING} compiles running)"
-            ));
+            return Compiled::Failed("its compile was not started; reload to try again".into());
         };
         let limit = job.limit;
-        let until = until.min(crate::config::units::instant_after(job.started, limit));
         let mut state = lock(&job.state);
         while state.result.is_none() {
+            let deadline = state.started.map_or(until, |s| {
+                until.min(crate::config::units::instant_after(s, limit))
+            });
             let now = Instant::now();
-            if now >= until {
+            if now >= deadline {
                 break;
             }
             state = job
-                .done
-                .wait_timeout(state, until - now)
+                .changed
+                .wait_timeout(state, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        let Some(started) = state.started else {
+            state.wanted = true;
+            return Compiled::Compiling(format!(
+                "waiting for a compile slot ({MAX_RUNNING} busy); it starts when one frees, smallest file first"
+            ));
+        };
         let took = match &state.result {
             Some((_, took)) => *took,
-            None => job.started.elapsed(),
+            None => started.elapsed(),
         };
         if took >= limit {
             drop(state);
@@ -223,7 +222,7 @@ impl Compiler {
         match state.result.take() {
             None => {
                 state.wanted = true;
-                Compiled::Compiling(format!("compiling for {:.1?}", job.started.elapsed()))
+                Compiled::Compiling(format!("compiling for {:.1?}", started.elapsed()))
             }
             Some((outcome, _)) => {
                 drop(state);
@@ -237,6 +236,108 @@ impl Compiler {
     }
 }
 
+/// Which slots a running compile holds.
+#[derive(Clone, Copy)]
+enum Lane {
+    Any,
+    Small,
+}
+
+/// Starts waiting compiles, smallest file first, while slots are free.
+fn dispatch(shared: &Arc<Shared>) {
+    loop {
+        let (next, lane) = {
+            let mut slots = lock(&shared.slots);
+            slots.waiting.sort_by_key(|w| w.job.size);
+            let small_free = slots.small < SMALL_RESERVED;
+            let any_free = slots.any < MAX_RUNNING;
+            let Some(i) = slots
+                .waiting
+                .iter()
+                .position(|w| any_free || (small_free && w.job.size < SMALL_FILE))
+            else {
+                return;
+            };
+            let next = slots.waiting.remove(i);
+            let lane = if small_free && next.job.size < SMALL_FILE {
+                slots.small += 1;
+                Lane::Small
+            } else {
+                slots.any += 1;
+                Lane::Any
+            };
+            (next, lane)
+        };
+        let job = next.job.clone();
+        let worker = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("compile".into())
+            .spawn(move || run(&worker, next, lane));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a compile thread");
+            release(shared, lane);
+            let mut state = lock(&job.state);
+            state.started = Some(Instant::now());
+            state.result = Some((Err(format!("cannot start a compile thread: {e}")), Duration::ZERO));
+            drop(state);
+            job.changed.notify_all();
+        }
+    }
+}
+
+fn release(shared: &Shared, lane: Lane) {
+    let mut slots = lock(&shared.slots);
+    match lane {
+        Lane::Any => slots.any -= 1,
+        Lane::Small => slots.small -= 1,
+    }
+}
+
+/// One compile, on its own thread, holding a slot in `lane`.
+fn run(shared: &Arc<Shared>, w: Waiting, lane: Lane) {
+    let started = Instant::now();
+    lock(&w.job.state).started = Some(started);
+    w.job.changed.notify_all();
+    // A watchdog, so that a compile over time is reported at its limit,
+    // not when (or if) it ends.
+    let (job, notify) = (w.job.clone(), shared.notify.clone());
+    let _ = std::thread::Builder::new()
+        .name("compile-watchdog".into())
+        .spawn(move || {
+            let state = lock(&job.state);
+            let (state, _) = job
+                .changed
+                .wait_timeout_while(state, job.limit, |s| s.result.is_none())
+                .unwrap_or_else(|p| p.into_inner());
+            if state.result.is_none() && state.wanted {
+                drop(state);
+                notify();
+            }
+        });
+    let compile = || {
+        CompileCache::new(&w.cache_dir)
+            .module(&shared.engine, &w.bytes, &w.sha256)
+            .map_err(|e| format!("does not compile: {e:#}"))
+    };
+    let outcome = match (lane, &shared.small_pool) {
+        (Lane::Small, Some(pool)) => pool.install(compile),
+        _ => compile(),
+    };
+    drop(w.bytes);
+    // The slot is free, and the next compile started, before anyone hears
+    // the outcome.
+    release(shared, lane);
+    dispatch(shared);
+    let mut state = lock(&w.job.state);
+    state.result = Some((outcome, started.elapsed()));
+    let wanted = state.wanted;
+    drop(state);
+    w.job.changed.notify_all();
+    if wanted {
+        (shared.notify)();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -244,6 +345,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering::SeqCst;
 
     use super::*;
     use crate::runtime::cache::sha256_hex;
@@ -280,13 +382,13 @@ mod tests {
         let (c, calls, dir) = compiler();
         let bytes = module(10, 1);
         let sha = sha256_hex(&bytes);
-        assert!(c.start(bytes.clone(), &sha, dir.path(), LONG).is_ok());
+        c.start(bytes.clone(), &sha, dir.path(), LONG);
         let far = Instant::now() + LONG;
         assert!(matches!(
             c.collect(&sha, far),
             Compiled::Ready(_, Origin::Compiled)
         ));
-        assert!(c.start(bytes, &sha, dir.path(), LONG).is_ok());
+        c.start(bytes, &sha, dir.path(), LONG);
         assert!(matches!(c.collect(&sha, far), Compiled::Ready(_, Origin::Cached)));
         assert_eq!(
             calls.load(SeqCst),
@@ -301,7 +403,7 @@ mod tests {
         let bytes = module(3000, 2);
         let sha = sha256_hex(&bytes);
         let limit = Duration::from_millis(1);
-        assert!(c.start(bytes.clone(), &sha, dir.path(), limit).is_ok());
+        c.start(bytes.clone(), &sha, dir.path(), limit);
         let Compiled::Failed(msg) = c.collect(&sha, Instant::now() + LONG) else {
             panic!("not failed")
         };
@@ -309,41 +411,96 @@ mod tests {
             msg.contains("did not compile within 1ms ([plugins] compile_timeout)"),
             "{msg}"
         );
-        assert!(c.start(bytes, &sha, dir.path(), LONG).is_ok());
+        c.start(bytes, &sha, dir.path(), LONG);
         assert!(matches!(c.collect(&sha, Instant::now()), Compiled::Failed(_)));
     }
 
-    #[test]
-    fn at_most_two_compiles_run_and_a_load_that_stopped_waiting_hears_of_the_end() {
-        let (c, calls, dir) = compiler();
-        let mods: Vec<Vec<u8>> = (0..3).map(|i| module(3000, 10 + i)).collect();
-        let shas: Vec<String> = mods.iter().map(|m| sha256_hex(m)).collect();
-        assert!(c.start(mods[0].clone(), &shas[0], dir.path(), LONG).is_ok());
-        assert!(c.start(mods[1].clone(), &shas[1], dir.path(), LONG).is_ok());
-        assert!(
-            c.start(mods[2].clone(), &shas[2], dir.path(), LONG).is_err(),
-            "no third slot"
+    /// A module with one function body of `reps` × 14 bytes (issue 16's
+    /// fairness finding: such bodies are the slowest to compile per byte).
+    fn one_big_body(reps: usize, seed: u32) -> Vec<u8> {
+        let step =
+            "local.get 0 local.get 1 i32.add local.set 1 local.get 1 local.get 0 i32.mul local.set 0\n";
+        let wat = format!(
+            "(module (func (export \"f\") (result i32) (i32.const {seed}))\n\
+             (func (param i32 i32) (result i32)\n{} local.get 0))",
+            step.repeat(reps)
         );
-        // A reload that stops waiting at once reports it compiling ...
-        assert!(matches!(
-            c.collect(&shas[0], Instant::now()),
-            Compiled::Compiling(_)
-        ));
-        c.want_slot();
-        // ... and is asked for again once it (and a slot) is done.
+        wat::parse_str(wat).unwrap()
+    }
+
+    fn wait_for(calls: &AtomicUsize, n: usize) {
         let t = Instant::now();
-        while calls.load(SeqCst) == 0 {
+        while calls.load(SeqCst) < n {
             assert!(t.elapsed() < LONG, "never notified");
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(matches!(
-            c.collect(&shas[0], Instant::now() + LONG),
-            Compiled::Ready(..)
-        ));
-        assert!(matches!(
-            c.collect(&shas[1], Instant::now() + LONG),
-            Compiled::Ready(..)
-        ));
-        assert!(c.start(mods[2].clone(), &shas[2], dir.path(), LONG).is_ok());
+    }
+
+    #[test]
+    fn big_compiles_wait_for_slots_but_small_ones_start_at_once_and_queued_time_is_not_their_own() {
+        let (c, calls, dir) = compiler();
+        // Over SMALL_FILE, and slow: they hold the MAX_RUNNING slots.
+        let bigs: Vec<Vec<u8>> = (0..3).map(|i| one_big_body(80_000, 10 + i)).collect();
+        assert!(bigs.iter().all(|b| b.len() as u64 > SMALL_FILE));
+        let shas: Vec<String> = bigs.iter().map(|m| sha256_hex(m)).collect();
+        for (b, sha) in bigs.iter().zip(&shas) {
+            c.start(b.clone(), sha, dir.path(), LONG);
+        }
+        // The third waits for a slot; a load that stops waiting hears of it.
+        let Compiled::Compiling(how) = c.collect(&shas[2], Instant::now()) else {
+            panic!("the third big compile did not wait for a slot")
+        };
+        assert!(how.starts_with("waiting for a compile slot"), "{how}");
+        // A small module does not wait behind them.
+        let small = module(10, 99);
+        let sha = sha256_hex(&small);
+        let t = Instant::now();
+        c.start(small, &sha, dir.path(), LONG);
+        assert!(matches!(c.collect(&sha, t + LONG), Compiled::Ready(..)));
+        assert!(
+            matches!(c.collect(&shas[2], Instant::now()), Compiled::Compiling(_)),
+            "the small compile came back after the big ones"
+        );
+        // The queued one starts when a slot frees, runs with its own time
+        // limit, and the load that gave up on it is asked for again.
+        wait_for(&calls, 1);
+        for sha in &shas {
+            assert!(matches!(
+                c.collect(sha, Instant::now() + LONG),
+                Compiled::Ready(..)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_queued_compile_is_timed_from_its_own_start() {
+        let (c, _, dir) = compiler();
+        let bigs: Vec<Vec<u8>> = (0..2).map(|i| one_big_body(250_000, 20 + i)).collect();
+        for b in &bigs {
+            c.start(b.clone(), &sha256_hex(b), dir.path(), LONG);
+        }
+        // Over SMALL_FILE but quick to compile (its bulk is data), with a
+        // limit that its time queued exceeds but its own run does not.
+        let queued = format!(
+            "(module (memory 20) (data (i32.const 0) \"{}\"))",
+            "x".repeat(SMALL_FILE as usize + 1000)
+        );
+        let queued = wat::parse_str(queued).unwrap();
+        let sha = sha256_hex(&queued);
+        let limit = Duration::from_secs(1);
+        let t = Instant::now();
+        c.start(queued, &sha, dir.path(), limit);
+        assert!(matches!(c.collect(&sha, Instant::now()), Compiled::Compiling(_)));
+        let got = c.collect(&sha, Instant::now() + LONG);
+        assert!(
+            t.elapsed() > limit,
+            "it did not wait for a slot: {:?}",
+            t.elapsed()
+        );
+        match got {
+            Compiled::Ready(..) => {}
+            Compiled::Failed(msg) => panic!("{msg} (after {:?})", t.elapsed()),
+            Compiled::Compiling(how) => panic!("{how}"),
+        }
     }
 }

@@ -275,3 +275,75 @@ pub fn many_functions(n: usize) -> Vec<u8> {
     wat.push_str(")\n");
     wat::parse_str(&wat).expect("the generated module is valid")
 }
+
+/// A valid handler module (trivial `switchyard_alloc` and
+/// `switchyard_handle`) with one more function whose body repeats `local.get
+/// 0; local.get 1; i32.add; local.set 1; local.get 1; local.get 0; i32.mul;
+/// local.set 0` (14 bytes) `reps` times, as wasm bytes; `seed` makes them
+/// unique. Issue 16's fairness finding: 540,000 repetitions (7.6 MB) took
+/// 8 s and 786 MB to compile; about 1 s per MB.
+pub fn one_big_body(reps: usize, seed: u32) -> Vec<u8> {
+    fn leb(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn sized(content: &[u8], out: &mut Vec<u8>) {
+        leb(content.len() as u64, out);
+        out.extend_from_slice(content);
+    }
+    fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        sized(content, out);
+    }
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    // Types: (i32) -> i32, (i32 i32) -> i32.
+    section(
+        1,
+        &[2, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 2, 0x7f, 0x7f, 1, 0x7f],
+        &mut m,
+    );
+    section(3, &[3, 0, 1, 1], &mut m);
+    section(5, &[1, 0, 1], &mut m);
+    let mut exports = vec![3];
+    for (name, kind, index) in [
+        ("memory", 2, 0),
+        ("switchyard_alloc", 0, 0),
+        ("switchyard_handle", 0, 1),
+    ] {
+        sized(name.as_bytes(), &mut exports);
+        exports.extend_from_slice(&[kind, index]);
+    }
+    section(7, &exports, &mut m);
+    let mut big = vec![0, 0x41];
+    leb(seed as u64, &mut big);
+    big.push(0x1a);
+    let step = [0x20, 0, 0x20, 1, 0x6a, 0x21, 1, 0x20, 1, 0x20, 0, 0x6c, 0x21, 0];
+    big.reserve(reps * step.len() + 3);
+    for _ in 0..reps {
+        big.extend_from_slice(&step);
+    }
+    big.extend_from_slice(&[0x20, 0, 0x0b]);
+    let mut code = vec![3];
+    sized(&[0, 0x41, 0x80, 0x08, 0x0b], &mut code);
+    sized(&[0, 0x41, 0, 0x0b], &mut code);
+    sized(&big, &mut code);
+    section(10, &code, &mut m);
+    m
+}
+
+/// [`logger`] padded past `len` bytes of WAT with a passive data segment:
+/// a file as big as a slow module that compiles in milliseconds.
+pub fn padded_logger(len: usize) -> String {
+    handler(
+        "",
+        "(call $log (i32.const 2) (local.get $ptr) (local.get $len)) (i32.const 0)",
+        &format!(r#"(data "{}")"#, "x".repeat(len)),
+    )
+}

@@ -254,3 +254,122 @@ fn check_names_the_plugin_over_the_size_limit() {
         "{err}"
     );
 }
+
+/// Issue 16's fairness finding, in small: slow big modules (one body of
+/// 2.8 MB each, about 3 s of compile each on an idle machine) and a
+/// compile_timeout of 1 s. Before, the plugins after them in name order
+/// waited for a compile slot until an abandoned compile ended, and were
+/// then queued behind the next big ones in name order.
+const BIG_REPS: usize = 200_000;
+const BIGS: u32 = 4;
+
+const FAIR_ROUTES: &str = r#"
+[[route]]
+name = "fast"
+match = { name = "fast.*" }
+handlers = ["zz_fast"]
+
+[[route]]
+name = "mid"
+match = { name = "mid.*" }
+handlers = ["mid"]
+"#;
+
+fn fairness_setup(plugins: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = write_setup("workers = 2", FAIR_ROUTES, plugins);
+    let cfg = dir.path().join("router.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[plugins]\n", "[plugins]\ncompile_timeout = \"1s\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    dir
+}
+
+fn write_bigs(dir: &std::path::Path) {
+    for i in 1..=BIGS {
+        let big = fixtures::one_big_body(BIG_REPS, i);
+        assert!(big.len() > 1 << 20, "{} bytes", big.len());
+        std::fs::write(dir.join("plugins").join(format!("big{i}.wasm")), big).unwrap();
+    }
+}
+
+/// Whether an event named `name` is handled `ok` now.
+async fn served(addr: std::net::SocketAddr, name: &str) -> bool {
+    let json = [("content-type", "application/json")];
+    let body = format!(r#"{{"name":"{name}"}}"#).into_bytes();
+    let r = request(addr, "POST", "/v1/events?wait=true", &json, body).await;
+    r.status == 200 && r.body.to_string().contains("\"ok\"")
+}
+
+/// Time from `t` until `name` is served, polling.
+async fn serves_after(addr: std::net::SocketAddr, name: &str, t: Instant, within: Duration) -> Duration {
+    while !served(addr, name).await {
+        assert!(t.elapsed() < within, "{name} not served within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.elapsed()
+}
+
+/// The big plugins: none loaded (each is compiling, waiting, or failed).
+async fn bigs_not_loaded(addr: std::net::SocketAddr) {
+    let listing = request(addr, "GET", "/v1/plugins", &[], Vec::new()).await.body;
+    for p in listing["plugins"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        assert!(
+            !name.starts_with("big") || p["loaded_at"].is_null() || p["error"].is_string(),
+            "{p}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_start_slow_big_modules_do_not_keep_a_tiny_plugin_or_a_queued_one_unloaded() {
+    let dir = fairness_setup(&[
+        ("zz_fast", fixtures::logger()),
+        // Bigger than the big ones, so it queues behind them.
+        ("mid", fixtures::padded_logger(3_000_000)),
+    ]);
+    write_bigs(dir.path());
+    let t = Instant::now();
+    let mut daemon = Binary::start_early(&dir.path().join("router.toml"));
+    let fast = serves_after(daemon.addr, "fast.Go", t, Duration::from_secs(60)).await;
+    bigs_not_loaded(daemon.addr).await;
+    // The queued plugin is timed from its own start: it loads once a slot
+    // frees, and a reload swaps it in.
+    let mid = serves_after(daemon.addr, "mid.Go", t, Duration::from_secs(60)).await;
+    eprintln!("start-up with {BIGS} slow modules: zz_fast served after {fast:?}, mid after {mid:?}");
+    daemon.terminate().await;
+    assert!(
+        fast < Duration::from_secs(4),
+        "zz_fast served only after {fast:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_reload_slow_big_modules_do_not_keep_a_tiny_plugin_unloaded() {
+    let dir = fairness_setup(&[("quick", fixtures::logger())]);
+    let mut daemon = Binary::start(&dir.path().join("router.toml"));
+    // The watcher reloads as they appear, and so does a POST /v1/reload.
+    let t = Instant::now();
+    write_bigs(dir.path());
+    let plugins = dir.path().join("plugins");
+    std::fs::write(plugins.join("zz_fast.wat"), fixtures::logger()).unwrap();
+    std::fs::write(plugins.join("mid.wat"), fixtures::padded_logger(3_000_000)).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let asked = Instant::now();
+    let r = request(daemon.addr, "POST", "/v1/reload", &[], Vec::new()).await;
+    let reload = asked.elapsed();
+    assert_eq!(r.body["swapped"], true, "{}", r.body);
+    let fast = serves_after(daemon.addr, "fast.Go", t, Duration::from_secs(60)).await;
+    bigs_not_loaded(daemon.addr).await;
+    let mid = serves_after(daemon.addr, "mid.Go", t, Duration::from_secs(60)).await;
+    eprintln!(
+        "reload with {BIGS} slow modules: answered in {reload:?}, zz_fast served {fast:?} after the files appeared, mid after {mid:?}"
+    );
+    daemon.terminate().await;
+    assert!(reload < Duration::from_secs(4), "the reload took {reload:?}");
+    assert!(
+        fast < Duration::from_secs(4),
+        "zz_fast served only after {fast:?}"
+    );
+}
