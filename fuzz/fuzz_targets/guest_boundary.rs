@@ -50,7 +50,7 @@ fuzz_target!(|input: &[u8]| {
         max_emit_bytes: 4096,
         ..Limits::default()
     };
-    let mut store = Store::new(engine, HostState::new(None, limits));
+    let mut store = Store::new(engine, HostState::new(None, limits, std::time::Instant::now()));
     let instance = pre.instantiate(&mut store).unwrap();
     let memory = instance.get_memory(&mut store, "memory").unwrap();
     let call = instance
@@ -100,6 +100,6 @@ fuzz_target!(|input: &[u8]| {
         .iter()
         .all(|l| l.message.len() <= abi::MAX_MESSAGE_BYTES * 3));
     // The same bytes straight into the host's own parser.
-    let mut direct = HostState::new(None, limits);
+    let mut direct = HostState::new(None, limits, std::time::Instant::now());
     let _ = direct.emit(payload);
 });
