@@ -19,7 +19,9 @@ type = "file"
 path = "archive.ndjson"
 "#;
 
-async fn archive_daemon(server: &str) -> TestDaemon {
+/// A daemon whose one route logs every event and archives it to
+/// `archive.ndjson`; `server` adds keys to `[server]`.
+pub async fn archive_daemon(server: &str) -> TestDaemon {
     TestDaemon::start_with(ARCHIVE, &[("log", fixtures::logger())], server).await
 }
 

@@ -4,23 +4,7 @@
 
 use serde_json::json;
 
-use crate::fixtures;
-use crate::harness::TestDaemon;
-
-const ARCHIVE: &str = r#"
-[[route]]
-name = "all"
-handlers = ["log"]
-sinks = ["archive"]
-
-[sink.archive]
-type = "file"
-path = "archive.ndjson"
-"#;
-
-async fn daemon(server: &str) -> TestDaemon {
-    TestDaemon::start_with(ARCHIVE, &[("log", fixtures::logger())], server).await
-}
+use crate::http_ingest::archive_daemon;
 
 type Headers<'a> = Vec<(&'a str, &'a str)>;
 
@@ -37,7 +21,7 @@ fn ce_headers<'a>(id: &'a str, extra: &[(&'a str, &'a str)]) -> Headers<'a> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_cloudevents_count_their_ce_headers_toward_max_body() {
-    let mut d = daemon("max_body = \"64KiB\"").await;
+    let mut d = archive_daemon("max_body = \"64KiB\"").await;
     let big = "x".repeat(300 << 10);
     let half = "y".repeat(40 << 10);
     let cases: Vec<(Headers, Vec<u8>)> = vec![
@@ -75,7 +59,7 @@ async fn binary_cloudevents_count_their_ce_headers_toward_max_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventlib_form_data_that_is_not_utf8_is_refused_naming_the_field() {
-    let mut d = daemon("").await;
+    let mut d = archive_daemon("").await;
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let cases: [(&str, &[u8], &str); 4] = [
         (
@@ -123,7 +107,7 @@ async fn eventlib_form_data_that_is_not_utf8_is_refused_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudevents_without_data_have_null_data_and_a_null_data_is_unset() {
-    let mut d = daemon("").await;
+    let mut d = archive_daemon("").await;
     let ce = json!({"specversion": "1.0", "type": "a.Ce", "source": "/s", "id": "no-data"});
     let structured = [("content-type", "application/cloudevents+json")];
     let r = d

@@ -9,24 +9,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::fixtures;
-use crate::harness::TestDaemon;
+use crate::http_ingest::archive_daemon;
 use crate::metrics::{sample, scrape};
-
-const ARCHIVE: &str = r#"
-[[route]]
-name = "all"
-handlers = ["log"]
-sinks = ["archive"]
-
-[sink.archive]
-type = "file"
-path = "archive.ndjson"
-"#;
-
-async fn daemon(server: &str) -> TestDaemon {
-    TestDaemon::start_with(ARCHIVE, &[("log", fixtures::logger())], server).await
-}
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -50,7 +34,7 @@ fn by_id(events: &[Value], id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structured_cloudevents_with_ce_headers_stay_structured() {
-    let mut d = daemon("").await;
+    let mut d = archive_daemon("").await;
     let ce_headers = [
         ("ce-specversion", "1.0"),
         ("ce-type", "header.Type"),
@@ -89,7 +73,7 @@ async fn structured_cloudevents_with_ce_headers_stay_structured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_bodies_are_decoded_on_every_ingest_endpoint() {
-    let mut d = daemon("").await;
+    let mut d = archive_daemon("").await;
     let form = b"__event__=deals.DealClick&deal_id=7&id=ignored";
     let r = d
         .request(
@@ -184,7 +168,7 @@ async fn compressed_bodies_are_decoded_on_every_ingest_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encodings_not_decoded_bombs_and_garbage_are_refused() {
-    let mut d = daemon("max_body = \"64KiB\"").await;
+    let mut d = archive_daemon("max_body = \"64KiB\"").await;
     for path in ["/v1/events", "/event/log"] {
         for enc in ["br", "snappy", "gzip, compress"] {
             let r = d
@@ -283,7 +267,7 @@ async fn slow_client(addr: std::net::SocketAddr, path: &str, every: Duration) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_are_cut_at_body_timeout_and_others_are_served() {
-    let mut d = daemon("body_timeout = \"1s\"").await;
+    let mut d = archive_daemon("body_timeout = \"1s\"").await;
     let slow: Vec<_> = (0..30)
         .map(|i| {
             let path = ["/v1/events", "/event/log"][i % 2];
@@ -334,7 +318,7 @@ async fn slow_bodies_are_cut_at_body_timeout_and_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_max_connections_get_503_and_are_closed() {
-    let mut d = daemon("max_connections = 4\nheader_timeout = \"60s\"").await;
+    let mut d = archive_daemon("max_connections = 4\nheader_timeout = \"60s\"").await;
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut s = TcpStream::connect(d.addr).await.unwrap();
