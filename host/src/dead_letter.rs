@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::envelope::{self, Event};
-use crate::sinks::{NdjsonFile, Sink, SinkError};
+use crate::ndjson::{NdjsonFile, SinkError};
 use crate::stats::Stats;
 
 /// Why an event (or one handler's run on it) ended here.

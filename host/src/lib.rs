@@ -23,15 +23,17 @@
 //!   the reload path within size and time limits ([`runtime::compile`]).
 //! - [`sinks`]: where routed events are written (file, stdout, and
 //!   [`sinks::http`] webhooks: batched, retried, dead-lettered).
-//! - [`dead_letter`]: the NDJSON log of every failure, with the event.
+//! - [`dead_letter`]: the NDJSON log of every failure, with the event;
+//!   [`ndjson`]: the append-only file under it and under file sinks.
 //! - [`sources`]: event sources besides HTTP; [`sources::tail`] follows log
 //!   files like `tail -F`, with checkpoints (rotation, copytruncate,
 //!   restart: every line handled once).
 //!
 //! Control plane:
 //! - [`config`]: router.toml, validated with every error located;
-//!   [`config::env`] interpolates `${VAR}`; [`config::ops`] holds the
-//!   operations keys (`[admin]`, `[auth]`, `[stream]`, webhook sinks).
+//!   [`config::env`] interpolates `${VAR}`; one module per section
+//!   (`[server]`, `[auth]`, `[stream]`, one per sink type, ...);
+//!   [`config::restart_only_changes`] names what a reload cannot apply.
 //! - [`registry`]: which files in the plugins folder are plugins.
 //! - [`reload`]: builds a complete snapshot (config, plugins, sinks) off the
 //!   hot path, reusing what did not change, and swaps it in whole.
@@ -53,6 +55,7 @@ pub mod envelope;
 pub mod http;
 pub mod log_limit;
 pub mod metrics;
+pub mod ndjson;
 pub mod plugin_run;
 pub mod registry;
 pub mod reload;

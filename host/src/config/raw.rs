@@ -26,15 +26,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub source: RawSources,
     #[serde(default)]
-    pub admin: super::ops::RawAdmin,
+    pub admin: super::server::RawAdmin,
     #[serde(default)]
-    pub auth: super::ops::RawAuth,
+    pub auth: super::auth::RawAuth,
     #[serde(default)]
-    pub stream: super::ops::RawStream,
+    pub stream: super::stream::RawStream,
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default, rename = "sink")]
-    pub sinks: BTreeMap<String, Spanned<RawSink>>,
+    pub sinks: BTreeMap<String, Spanned<super::sink::RawSink>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,23 +186,4 @@ pub struct RawMatch {
     pub data: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     pub meta: BTreeMap<String, Spanned<toml::Value>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSink {
-    #[serde(rename = "type")]
-    pub kind: Spanned<String>,
-    pub path: Option<Spanned<String>>,
-    // `type = "http"` only; see `ops::HttpSinkConfig`.
-    pub url: Option<Spanned<String>>,
-    pub batch: Option<Spanned<i64>>,
-    pub timeout: Option<Spanned<String>>,
-    pub retries: Option<Spanned<i64>>,
-    pub backoff: Option<Spanned<String>>,
-    pub max_backoff: Option<Spanned<String>>,
-    pub max_retry_after: Option<Spanned<String>>,
-    pub format: Option<Spanned<String>>,
-    pub headers: Option<super::ops::RawHeaders>,
-    pub max_pending: Option<Spanned<i64>>,
 }

@@ -1,5 +1,7 @@
 //! Golden tests of config error messages: the exact text an operator sees.
 
+use std::time::Duration;
+
 use super::*;
 
 fn known() -> BTreeSet<String> {
@@ -101,9 +103,9 @@ type = "stdout"
     assert_eq!(r.matcher.data.len(), 3);
     assert_eq!(
         cfg.sinks["archive"],
-        SinkConfig::File {
+        SinkConfig::File(FileSinkConfig {
             path: "/etc/sy/data/archive.ndjson".into()
-        }
+        })
     );
     assert_eq!(cfg.sinks["console"], SinkConfig::Stdout);
 }
@@ -484,9 +486,9 @@ router.toml:9:8: sink.a.path: unterminated "${" in "${SY_DATA" (write "$${" for 
     );
     assert_eq!(
         cfg.sinks["a"],
-        SinkConfig::File {
+        SinkConfig::File(FileSinkConfig {
             path: "/etc/sy/${SY_DATA}".into()
-        }
+        })
     );
 }
 

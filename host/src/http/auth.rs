@@ -1,46 +1,12 @@
 //! Optional bearer tokens: one for ingest, one for admin. The tokens come
 //! from an environment variable or a file named in router.toml (see
-//! `config::ops`), never from the file itself, and are compared in constant
+//! `config::auth`), never from the file itself, and are compared in constant
 //! time so that response timing does not reveal how much of a guess was
 //! right.
 
-use std::fmt;
-use std::sync::Arc;
-
 use hyper::header::{HeaderMap, AUTHORIZATION};
-use subtle::ConstantTimeEq;
 
-/// A bearer token. `Debug` never prints it.
-#[derive(Clone)]
-pub struct Token(Arc<str>);
-
-impl Token {
-    pub fn new(secret: &str) -> Token {
-        Token(secret.into())
-    }
-
-    /// The token, for clients that send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Constant-time in the token's content; only its length can show.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        self.0.as_bytes().ct_eq(presented).into()
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
-
-impl PartialEq for Token {
-    fn eq(&self, other: &Token) -> bool {
-        self.matches(other.0.as_bytes())
-    }
-}
+pub use crate::config::Token;
 
 /// Why a request was refused; the message says what to send.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

@@ -26,35 +26,13 @@ use hyper::body::{Body, Frame, SizeHint};
 use serde_json::json;
 use tokio::sync::{mpsc, Notify};
 
+pub use crate::config::StreamConfig;
 use crate::metrics::Metrics;
 use crate::router::NameGlob;
 
 /// Idle time after which a heartbeat is sent (a blank NDJSON line, an SSE
 /// comment), so proxies keep the connection and dead clients are noticed.
 const HEARTBEAT: Duration = Duration::from_secs(15);
-
-/// `[stream]` settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StreamConfig {
-    /// Events buffered per subscriber before it is cut off.
-    pub buffer: usize,
-    /// Open subscriptions allowed at once; more are refused with 503.
-    pub max_subscribers: usize,
-    /// How long a cut-off subscriber (or, at shutdown, any subscriber) has
-    /// to read what was buffered and its final line before its connection
-    /// is closed.
-    pub cutoff_grace: Duration,
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        StreamConfig {
-            buffer: 1024,
-            max_subscribers: 64,
-            cutoff_grace: Duration::from_secs(10),
-        }
-    }
-}
 
 /// How a subscriber's events are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,12 @@
-//! Where routed events go besides handlers. One module per sink type behind
-//! the small [`Sink`] trait.
+//! Where routed events go besides handlers: one module per sink type behind
+//! the [`Sink`] trait, opened from the type-tagged [`SinkConfig`].
+//!
+//! A sink type's settings and their validation live in `config/sink/`
+//! (config is the bottom layer, so the sinks import their settings, never
+//! the other way round); its writer lives here. Adding a sink type: its
+//! settings in `config/sink/NAME.rs` with one arm in
+//! `config::SinkConfig` (and in the `type` dispatch beside it), its writer
+//! in `sinks/NAME.rs` (or a folder) with one arm in [`open`].
 
 mod file;
 pub mod http;
@@ -7,9 +14,9 @@ mod stdout;
 
 use std::io;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-pub use file::NdjsonFile;
+pub use crate::ndjson::SinkError;
 pub use http::HttpSink;
 pub use stdout::Stdout;
 
@@ -24,9 +31,16 @@ pub trait Sink: Send + Sync {
     /// every line that could not be written, which may or may not include
     /// this one.
     fn write(&self, event_json: &[u8]) -> Result<(), SinkError>;
-    /// Pushes buffered lines to the operating system; the error hands back
-    /// those that could not be written.
+    /// Pushes buffered lines to the operating system (or, for a webhook, to
+    /// its delivery task); the error hands back those that could not be
+    /// written.
     fn flush(&self) -> Result<(), SinkError>;
+    /// Takes no more events and finishes with what it holds: blocks until
+    /// everything written is where it goes, or, for sinks that deliver in
+    /// the background, until `deadline` (then what is left is
+    /// dead-lettered, never dropped, and the call returns once that is
+    /// done). Called once workers have stopped.
+    fn close(&self, deadline: Instant) -> Result<(), SinkError>;
     /// Makes what was flushed survive a power loss (fsync), for sinks
     /// that can; called before a tail checkpoint is written and at the end
     /// of a graceful stop.
@@ -40,26 +54,6 @@ pub trait Sink: Send + Sync {
     }
 }
 
-/// A write or flush that failed, with the lines it could not write (each
-/// one whole envelope, without its newline), so that the caller can put
-/// them elsewhere: nothing accepted ends up nowhere (issue 17).
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-pub struct SinkError {
-    pub error: io::Error,
-    pub unwritten: Vec<Vec<u8>>,
-}
-
-impl SinkError {
-    /// `line` could not be written, for `error`.
-    pub fn one(error: io::Error, line: &[u8]) -> SinkError {
-        SinkError {
-            error,
-            unwritten: vec![line.to_vec()],
-        }
-    }
-}
-
 /// What sinks that deliver in the background (webhooks) need from the
 /// daemon: where undeliverable events go, counters, a runtime to run on.
 #[derive(Clone)]
@@ -67,9 +61,10 @@ pub struct SinkContext {
     pub dead_letters: DeadLetters,
     pub stats: Arc<Stats>,
     pub runtime: tokio::runtime::Handle,
-    /// Every webhook sink opened, also those a reload replaced (they finish
-    /// delivering what they hold), so that shutdown can wait for all.
-    webhooks: Arc<Mutex<Vec<Weak<http::Inner>>>>,
+    /// Every webhook delivery started, also those of sinks a reload
+    /// replaced (they finish delivering what they hold), so that shutdown
+    /// can close them all.
+    webhooks: Arc<Mutex<Vec<Weak<http::Delivery>>>>,
 }
 
 impl SinkContext {
@@ -82,17 +77,18 @@ impl SinkContext {
         }
     }
 
-    fn register_webhook(&self, inner: &Arc<http::Inner>) {
+    fn register_webhook(&self, delivery: &Arc<http::Delivery>) {
         let mut all = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|w| w.strong_count() > 0);
-        all.push(Arc::downgrade(inner));
+        all.push(Arc::downgrade(delivery));
     }
 
-    /// At shutdown, once workers have stopped: lets every webhook sink
-    /// deliver for up to `grace`, dead-letters the rest, and waits
-    /// (blocking) until each delivery task has ended.
+    /// At shutdown, once workers have stopped: lets every webhook delivery
+    /// (those of replaced sinks too) go on for up to `grace`, dead-letters
+    /// the rest, and waits (blocking) until each has ended. All are told
+    /// first, then waited for, so that they finish side by side.
     pub fn close(&self, grace: Duration) {
-        let all: Vec<Arc<http::Inner>> = self
+        let all: Vec<Arc<http::Delivery>> = self
             .webhooks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -105,7 +101,7 @@ impl SinkContext {
         }
         for w in &all {
             // Past the deadline a task only writes dead letters; allow for that.
-            if !w.wait(grace.saturating_add(Duration::from_secs(30))) {
+            if !w.wait(grace.saturating_add(http::DEAD_LETTER_SLACK)) {
                 tracing::error!(
                     sink = w.name(),
                     "webhook delivery did not finish; undelivered events may be lost"
@@ -119,13 +115,7 @@ impl SinkContext {
 /// offline commands have none and open no webhooks).
 pub fn open(name: &str, config: &SinkConfig, ctx: Option<&SinkContext>) -> io::Result<Box<dyn Sink>> {
     Ok(match config {
-        SinkConfig::File { path } => {
-            let file = NdjsonFile::open(path)?;
-            match ctx {
-                Some(ctx) => Box::new(file.counting(ctx.stats.metrics.sink(name).writes.clone())),
-                None => Box::new(file),
-            }
-        }
+        SinkConfig::File(c) => Box::new(file::open(name, c, ctx)?),
         SinkConfig::Stdout => Box::new(Stdout),
         SinkConfig::Http(c) => {
             let ctx = ctx.ok_or_else(|| io::Error::other("an http sink runs only inside the daemon"))?;

@@ -1,6 +1,8 @@
-//! Envelopes on the daemon's stdout, one per line (logs go to stderr).
+//! `type = "stdout"`: envelopes on the daemon's stdout, one per line (logs
+//! go to stderr). It has no settings (`config::SinkConfig::Stdout`).
 
 use std::io::{self, Write};
+use std::time::Instant;
 
 use super::{Sink, SinkError};
 
@@ -21,5 +23,9 @@ impl Sink for Stdout {
             error,
             unwritten: Vec::new(),
         })
+    }
+
+    fn close(&self, _deadline: Instant) -> Result<(), SinkError> {
+        self.flush()
     }
 }

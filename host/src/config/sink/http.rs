@@ -1,54 +1,16 @@
-//! The operations part of router.toml: `[admin]`, `[auth]`, `[stream]`,
-//! `[plugins] log_rate/log_burst` and `type = "http"` sinks. Raw types and
-//! their validation, kept apart from the routing config.
+//! `type = "http"` sinks: a webhook's settings and their validation (the
+//! sink itself: `sinks::http`).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper::header::{HeaderName, HeaderValue};
-use serde::Deserialize;
 use toml::Spanned;
 
-use super::raw::RawSink;
-use super::Validator;
-use crate::http::auth::Token;
-use crate::http::stream::StreamConfig;
-use crate::log_limit::LogLimit;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAdmin {
-    pub listen: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAuth {
-    /// `{ env = "VAR" }` or `{ file = "path" }`; a plain string is refused.
-    pub ingest: Option<Spanned<toml::Value>>,
-    pub admin: Option<Spanned<toml::Value>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawStream {
-    pub buffer: Option<Spanned<i64>>,
-    pub max_subscribers: Option<Spanned<i64>>,
-    pub cutoff_grace: Option<Spanned<String>>,
-}
-
-/// Bearer tokens; `None` means that scope is open.
-#[derive(Debug, Clone, Default)]
-pub struct AuthConfig {
-    /// Required on `POST /v1/events` and `POST /event/log`.
-    pub ingest: Option<Token>,
-    /// Required on `/metrics`, `/v1/*` listings, `/v1/stream`, `/v1/replay`.
-    pub admin: Option<Token>,
-}
+use super::RawSink;
+use crate::config::validate::Validator;
 
 /// How a webhook request body holds its batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,147 +89,8 @@ fn http_keys(s: &RawSink) -> Vec<(&'static str, Range<usize>)> {
 }
 
 impl Validator<'_> {
-    pub(super) fn listen_addr(&mut self, value: &Spanned<String>, what: &str) -> Option<SocketAddr> {
-        let parsed = value.get_ref().parse::<SocketAddr>().map_err(|_| {
-            format!(
-                "invalid address {:?}: expected IP:PORT, like \"127.0.0.1:7601\"",
-                value.get_ref()
-            )
-        });
-        self.check(value.span(), what, parsed)
-    }
-
-    pub(super) fn admin(&mut self, raw: &RawAdmin, server: SocketAddr) -> Option<SocketAddr> {
-        let listen = raw.listen.as_ref()?;
-        let addr = self.listen_addr(listen, "admin.listen")?;
-        if addr == server && addr.port() != 0 {
-            self.error(
-                Some(listen.span()),
-                format!("admin.listen: {addr} is also [server] listen; give the admin listener its own port"),
-            );
-            return None;
-        }
-        Some(addr)
-    }
-
-    pub(super) fn auth(&mut self, raw: &RawAuth, base: &Path) -> AuthConfig {
-        AuthConfig {
-            ingest: raw
-                .ingest
-                .as_ref()
-                .and_then(|v| self.token(v, "auth.ingest", base)),
-            admin: raw.admin.as_ref().and_then(|v| self.token(v, "auth.admin", base)),
-        }
-    }
-
-    fn token(&mut self, value: &Spanned<toml::Value>, what: &str, base: &Path) -> Option<Token> {
-        let span = value.span();
-        let how = "write { env = \"VARIABLE\" } or { file = \"/path/to/token\" }";
-        let table = match value.get_ref() {
-            toml::Value::String(_) => {
-                self.error(
-                    Some(span),
-                    format!("{what}: the token itself must not be in router.toml; {how}"),
-                );
-                return None;
-            }
-            toml::Value::Table(t) => t,
-            other => {
-                self.error(
-                    Some(span),
-                    format!("{what}: expected a table, got a {}; {how}", other.type_str()),
-                );
-                return None;
-            }
-        };
-        let entry = match (table.len(), table.get("env"), table.get("file")) {
-            (1, Some(toml::Value::String(var)), None) => Ok((true, var.clone())),
-            (1, None, Some(toml::Value::String(file))) => Ok((false, file.clone())),
-            _ => Err(()),
-        };
-        let Ok((is_env, name)) = entry else {
-            self.error(
-                Some(span),
-                format!("{what}: {how}, exactly one of them, as a string"),
-            );
-            return None;
-        };
-        let secret = if is_env {
-            match super::env::var(&name) {
-                Some(v) => v,
-                None => {
-                    self.error(
-                        Some(span),
-                        format!("{what}: environment variable {name} is not set"),
-                    );
-                    return None;
-                }
-            }
-        } else {
-            let path: PathBuf = base.join(&name);
-            match std::fs::read_to_string(&path) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.error(
-                        Some(span),
-                        format!("{what}: cannot read token file {}: {e}", path.display()),
-                    );
-                    return None;
-                }
-            }
-        };
-        // A file's trailing newline is not part of the token.
-        let secret = secret.trim();
-        let from = if is_env {
-            format!("environment variable {name}")
-        } else {
-            format!("token file {}", base.join(&name).display())
-        };
-        if secret.is_empty() {
-            self.error(Some(span), format!("{what}: {from} is empty"));
-            return None;
-        }
-        if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            self.error(
-                Some(span),
-                format!("{what}: {from} holds whitespace inside the token; a bearer token is one word"),
-            );
-            return None;
-        }
-        Some(Token::new(secret))
-    }
-
-    pub(super) fn stream(&mut self, raw: &RawStream) -> StreamConfig {
-        let d = StreamConfig::default();
-        StreamConfig {
-            buffer: self.int(&raw.buffer, "stream.buffer", 1..1_000_001, d.buffer as i64) as usize,
-            max_subscribers: self.int(
-                &raw.max_subscribers,
-                "stream.max_subscribers",
-                1..100_001,
-                d.max_subscribers as i64,
-            ) as usize,
-            cutoff_grace: self.duration(&raw.cutoff_grace, "stream.cutoff_grace", d.cutoff_grace),
-        }
-    }
-
-    pub(super) fn log_limit(&mut self, p: &super::raw::RawPlugins) -> LogLimit {
-        let d = LogLimit::default();
-        LogLimit {
-            rate: self.int(&p.log_rate, "plugins.log_rate", 0..1_000_001, d.rate.into()) as u32,
-            burst: self.int(&p.log_burst, "plugins.log_burst", 1..1_000_001, d.burst.into()) as u32,
-            bytes: self.size(&p.log_bytes, "plugins.log_bytes", 0..(1 << 40), d.bytes),
-            bytes_burst: self.size(
-                &p.log_bytes_burst,
-                "plugins.log_bytes_burst",
-                1..(1 << 40),
-                d.bytes_burst,
-            ),
-        }
-    }
-
     /// Refuses `http`-only keys on other sink types.
-    pub(super) fn no_http_keys(&mut self, name: &str, kind: &str, s: &RawSink) {
+    pub fn no_http_keys(&mut self, name: &str, kind: &str, s: &RawSink) {
         for (key, span) in http_keys(s) {
             self.error(
                 Some(span),
@@ -276,12 +99,7 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn http_sink(
-        &mut self,
-        name: &str,
-        s: &RawSink,
-        span: Range<usize>,
-    ) -> Option<HttpSinkConfig> {
+    pub fn http_sink(&mut self, name: &str, s: &RawSink, span: Range<usize>) -> Option<HttpSinkConfig> {
         let before = self.errors.len();
         if let Some(path) = &s.path {
             self.error(

@@ -1,16 +1,22 @@
 //! `[[source.tail]]`: log files followed like `tail -F`, validated here
-//! (every error located) into [`TailSource`]s.
+//! (every error located) into [`TailSource`]s; the source itself is
+//! `sources::tail`.
+
+mod pattern;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Serialize, Serializer};
+
 use super::raw::RawTail;
-use super::Validator;
+use super::validate::{line_col, Validator};
 use crate::envelope::check_name;
-use crate::sources::tail::Pattern;
+pub use pattern::Pattern;
 
 /// What each line of a tailed file is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TailFormat {
     /// An envelope, or just `{name, data}`, as JSON.
     Json,
@@ -20,22 +26,28 @@ pub enum TailFormat {
     /// Named captures: `name` is the event name (else `name` here), every
     /// other one a string field of `data`.
     Regex {
+        #[serde(serialize_with = "regex_text")]
         pattern: regex::Regex,
         name: Option<String>,
     },
 }
 
 /// Where to start in a file that has no checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StartAt {
     Beginning,
     End,
 }
 
-#[derive(Debug, Clone)]
+/// One `[[source.tail]]`. Serialized only to tell one from another (see
+/// [`super::restart_only_changes`]).
+#[derive(Debug, Clone, Serialize)]
 pub struct TailSource {
     /// The file or glob, resolved against the config file's directory.
     pub path: PathBuf,
+    /// `path`, compiled; it says nothing `path` does not.
+    #[serde(skip)]
     pub pattern: Pattern,
     pub format: TailFormat,
     pub start_at: StartAt,
@@ -46,11 +58,15 @@ pub struct TailSource {
     pub rotate_wait: Duration,
 }
 
+fn regex_text<S: Serializer>(re: &regex::Regex, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(re.as_str())
+}
+
 pub const DEFAULT_MAX_LINE: u64 = 256 << 10;
 pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(5);
 
 impl Validator<'_> {
-    pub(super) fn tail_sources(&mut self, raw: &[toml::Spanned<RawTail>], base: &Path) -> Vec<TailSource> {
+    pub fn tail_sources(&mut self, raw: &[toml::Spanned<RawTail>], base: &Path) -> Vec<TailSource> {
         let mut out: Vec<TailSource> = Vec::new();
         let mut seen: Vec<(PathBuf, (usize, usize))> = Vec::new();
         for spanned in raw {
@@ -60,7 +76,7 @@ impl Validator<'_> {
             let what = format!("source.tail {written:?}");
             let path = base.join(written);
             let pattern = self.check(t.path.span(), &format!("{what}: path"), Pattern::new(&path));
-            let here = super::line_col(self.src, t.path.span().start);
+            let here = line_col(self.src, t.path.span().start);
             if let Some((_, (line, col))) = seen.iter().find(|(p, _)| *p == path) {
                 self.error(
                     Some(t.path.span()),
