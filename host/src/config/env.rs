@@ -9,6 +9,17 @@
 //! `${NAME:-default}` is the value, or `default` when unset or empty; `$${`
 //! is a literal `${`. Any other `$` is literal. Names are ASCII letters,
 //! digits and `_`, not starting with a digit.
+//!
+//! Hand-written, not `subst` or `shellexpand`: measured on the inputs of
+//! the tests below, neither keeps this syntax. subst 0.3.8 expands a bare
+//! `$NAME` (a literal `$` today: `"pa$word"` in a header value would change
+//! or be refused), takes `${NAME:default}` (so `${NOPE:-x}` gives `-x`),
+//! refuses `"cost $5"` ("Missing variable name") and has no `$${`.
+//! shellexpand 3.1.2 also expands a bare `$NAME`, gives `""` for
+//! `${EMPTY:-e}` where this gives `e` (the default also stands for an empty
+//! value), and passes `"${HOST"` and `"${9x}"` through unchanged where this
+//! refuses them. Neither names the variable and the fix in its message the
+//! way [`expand`] does.
 
 use std::ops::Range;
 
