@@ -17,11 +17,9 @@ use super::Config;
 /// In the order of [`Config`]'s fields; empty when a reload applies every
 /// change.
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
-    let (Value::Object(old), Value::Object(new)) = (form(old), form(new)) else {
-        unreachable!("a struct serializes to an object")
-    };
+    let (old, new) = (form(old), form(new));
     let mut changed = Vec::new();
-    for (key, was) in &old {
+    for (key, was) in old.as_object().into_iter().flatten() {
         let now = &new[key];
         match (was, now) {
             // A section: each of its keys is a setting of its own.
