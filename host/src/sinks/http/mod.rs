@@ -253,3 +253,64 @@ impl Drop for HttpSink {
         lock(&self.inner.tx).take();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BatchFormat;
+    use crate::dead_letter::DeadLetters;
+    use crate::stats::Stats;
+
+    /// Closing with a deadline: a receiver that cannot be reached is retried
+    /// until then, and the event is then dead-lettered (never dropped)
+    /// before `close` returns.
+    #[test]
+    fn close_dead_letters_what_is_not_delivered_by_the_deadline() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let dl_path = dir.path().join("dead.ndjson");
+        let ctx = SinkContext::new(
+            DeadLetters::open(&dl_path, stats.clone()).unwrap(),
+            stats.clone(),
+            rt.handle().clone(),
+        );
+        // A port nothing listens on: every attempt fails at once.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = HttpSinkConfig {
+            url: format!("http://{addr}/").parse().unwrap(),
+            batch: 10,
+            timeout: Duration::from_secs(1),
+            retries: 1000,
+            backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(50),
+            max_retry_after: Duration::from_secs(1),
+            format: BatchFormat::Json,
+            headers: Vec::new(),
+            max_pending: 10,
+        };
+        let sink = HttpSink::open("hook", &config, &ctx).unwrap();
+        let event = br#"{"id":"01J","name":"t.Event","source":"http","time":"2026-01-01T00:00:00Z"}"#;
+        sink.write(event).unwrap();
+        let start = std::time::Instant::now();
+        sink.close(start + Duration::from_millis(300)).unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_millis(300),
+            "retried until the deadline"
+        );
+        let letters = std::fs::read_to_string(&dl_path).unwrap();
+        assert_eq!(letters.lines().count(), 1, "{letters}");
+        assert!(letters.contains("\"kind\":\"sink_error\""), "{letters}");
+        assert!(letters.contains("the daemon is shutting down"), "{letters}");
+        assert_eq!(stats.sink_lines_unwritten.load(Relaxed), 1);
+        // A closed sink delivers nothing more: what reaches it is
+        // dead-lettered by the flush that would have handed it over.
+        sink.write(event).unwrap();
+        assert!(sink.flush().unwrap_err().unwritten.is_empty());
+        let letters = std::fs::read_to_string(&dl_path).unwrap();
+        assert!(letters.contains("closed before delivery"), "{letters}");
+    }
+}
