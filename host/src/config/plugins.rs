@@ -282,3 +282,40 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_files_are_plugins() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "a.wasm",
+            "a.wat",
+            "b.wat",
+            ".hidden.wasm",
+            "bad name.wasm",
+            "c.txt",
+            "d-1_x.wasm",
+        ] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("e.wasm")).unwrap();
+        let found = plugin_files(dir.path()).unwrap();
+        let names: Vec<(&str, String)> = found
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.file_name().unwrap().to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("a", "a.wasm".to_string()),
+                ("b", "b.wat".to_string()),
+                ("d-1_x", "d-1_x.wasm".to_string())
+            ]
+        );
+        assert!(plugin_files(&dir.path().join("missing")).is_err());
+        assert!(!valid_name("") && !valid_name("a.b") && valid_name("A-z_9"));
+    }
+}
