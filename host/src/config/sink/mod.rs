@@ -9,10 +9,9 @@
 //! "invalid type: string \"x\", expected a spanned value" (serde buffers the
 //! table as untyped content first), and an unknown type reads "unknown
 //! variant `kafka`, expected `file` or `stdout`" instead of the message
-//! users have. So a key no type has is refused
-//! by serde with the list of every key a sink may have (the message users
-//! have always had), and a key of another type is refused by name ("only
-//! \"http\" sinks do").
+//! users have. With one struct, a key no type has is refused by serde with
+//! the list of every key a sink may have (as it always was), and a key of
+//! another type is refused by name ("only \"http\" sinks do").
 //!
 //! Adding a sink type: a module here with its settings type and
 //! validation, its keys in [`RawSink`], an arm in [`SinkConfig`] and in
