@@ -39,7 +39,7 @@ use super::{Sink, SinkContext, SinkError};
 use crate::config::{BatchFormat, HttpSinkConfig};
 use crate::dead_letter::reason;
 use crate::envelope::Event;
-use crate::metrics::SinkMetrics;
+use crate::telemetry::SinkMetrics;
 
 /// How long delivery may go on after shutdown begins.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -467,7 +467,7 @@ fn dead_letter(ctx: &SinkContext, sink: &str, batch: &[Bytes], message: &str) {
                 ctx.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
             Err(e) => {
-                crate::stats::Stats::add(&ctx.stats.sink_lines_unwritten, 1);
+                crate::telemetry::Stats::add(&ctx.stats.sink_lines_unwritten, 1);
                 tracing::error!(sink, error = %e, message, event = %String::from_utf8_lossy(json), "an undeliverable event is not an envelope; it is whole in this log line");
             }
         };
