@@ -253,3 +253,51 @@ impl Drop for Subscription {
         tracing::info!(subscriber = self.sub.id, "stream subscriber disconnected");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn hub(buffer: usize) -> (Arc<StreamHub>, Metrics) {
+        let m = Metrics::default();
+        let config = StreamConfig {
+            buffer,
+            max_subscribers: 1,
+            cutoff_grace: Duration::from_millis(50),
+        };
+        (Arc::new(StreamHub::new(config, &m)), m)
+    }
+
+    #[tokio::test]
+    async fn a_subscription_takes_what_matches_then_ends_when_the_hub_closes() {
+        let (h, m) = hub(4);
+        let mut s = h.subscribe(Some(NameGlob::new("a.*").unwrap()), None).unwrap();
+        assert_eq!(h.subscribe(None, None).err(), Some(SubscribeError::TooMany(1)));
+        h.publish("b.X", b"1");
+        h.publish("a.X", b"2");
+        h.close();
+        assert_eq!(poll_fn(|cx| s.poll_next(cx)).await.as_deref(), Some(&b"2"[..]));
+        assert_eq!(poll_fn(|cx| s.poll_next(cx)).await, None);
+        assert!(!s.is_cut_off());
+        assert_eq!((m.stream_sent.get(), m.stream_subscribers.get()), (1, 0));
+        assert_eq!(h.subscribe(None, None).err(), Some(SubscribeError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_full_buffer_cuts_off_and_dropping_unsubscribes() {
+        let (h, m) = hub(1);
+        let s = h.subscribe(None, None).unwrap();
+        for _ in 0..3 {
+            h.publish("a.X", b"{}");
+        }
+        assert!(s.is_cut_off());
+        assert_eq!((m.stream_sent.get(), m.stream_cutoffs.get()), (1, 1));
+        assert_eq!(s.buffer(), 1);
+        drop(s);
+        assert!(!h.is_active());
+        assert_eq!(m.stream_subscribers.get(), 0);
+    }
+}

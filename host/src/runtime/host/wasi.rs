@@ -81,7 +81,8 @@ impl Stdio {
         fresh
     }
 
-    /// Bytes written to stdout and stderr so far.
+    /// Bytes of stdout and stderr turned into lines so far (all that was
+    /// written, once an invocation has finished).
     pub fn written(&self) -> usize {
         self.read.0 + self.read.1
     }
