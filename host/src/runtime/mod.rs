@@ -11,6 +11,13 @@
 //! - [`compile`]: compiles off the reload path within size and time
 //!   limits; [`cache`]: compiled modules on disk;
 //! - [`host::log_limit`]: the per-plugin rate limit on forwarded log lines.
+//!
+//! Where new things go: a kind of guest (components, issue 14) is one
+//! module in `guest/` implementing `guest::Guest` and `guest::Instance`,
+//! plus one arm of `guest::PluginKind` and of `guest::executor`; a host
+//! capability (KV, issue 15) is one module in `host/` with its state, its
+//! `Import` rows and its `add_to_linker`, plus one entry of
+//! `host::CAPABILITIES`.
 
 pub mod cache;
 pub mod compile;
