@@ -94,3 +94,71 @@ impl Instance for Started {
         self.memory.map_or(0, |m| m.data_size(store) as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Instance, Limits, PluginSettings};
+    use crate::runtime::{FailureKind, Level, Plugin, PluginKind, Runtime};
+
+    /// Writes an emit to stdout and `boom` to stderr, then exits with `code`.
+    fn command(code: i32) -> String {
+        format!(
+            r#"(module
+              (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 100) "{{\"name\":\"a.B\"}}\n")
+              (data (i32.const 200) "boom\n")
+              (func (export "_start")
+                (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 15))
+                (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
+                (i32.store (i32.const 8) (i32.const 200)) (i32.store (i32.const 12) (i32.const 5))
+                (drop (call $w (i32.const 2) (i32.const 8) (i32.const 1) (i32.const 16)))
+                (call $exit (i32.const {code}))))"#
+        )
+    }
+
+    fn load(rt: &Runtime, wat: &str) -> Plugin {
+        let settings = PluginSettings {
+            limits: Limits {
+                instance: Instance::Reuse,
+                ..Limits::default()
+            },
+            config: serde_json::json!({}),
+        };
+        Plugin::from_bytes(rt, "c", "c.wat".as_ref(), wat.as_bytes(), settings).unwrap()
+    }
+
+    #[test]
+    fn stdout_objects_are_emits_stderr_is_logged_and_every_event_is_fresh() {
+        let rt = Runtime::new(1).unwrap();
+        let p = load(&rt, &command(0));
+        assert_eq!(p.kind, PluginKind::Command);
+        assert_eq!(
+            p.instance_mode(),
+            Instance::Fresh,
+            "a command never keeps its instance"
+        );
+        let inv = p.invoke(b"{}");
+        assert_eq!(inv.outcome, Ok(()));
+        assert_eq!(inv.emitted.len(), 1);
+        assert_eq!(inv.emitted[0].name, "a.B");
+        assert_eq!(inv.logs.len(), 1);
+        assert_eq!(
+            (inv.logs[0].level, inv.logs[0].message.as_str()),
+            (Level::Warn, "boom")
+        );
+    }
+
+    #[test]
+    fn a_non_zero_exit_is_a_handler_error_with_the_last_stderr_line() {
+        let rt = Runtime::new(1).unwrap();
+        let inv = load(&rt, &command(3)).invoke(b"{}");
+        let f = inv.outcome.unwrap_err();
+        assert_eq!(
+            (f.kind, f.message.as_str()),
+            (FailureKind::HandlerError, "exit code 3: boom")
+        );
+        assert!(inv.emitted.is_empty(), "a failed invocation emits nothing");
+    }
+}
