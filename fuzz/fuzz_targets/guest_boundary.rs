@@ -93,10 +93,11 @@ fuzz_target!(|input: &[u8]| {
         }
     }
     let state = store.data();
-    assert!(state.emits.len() <= 4);
-    assert!(state.emit_bytes <= 4096);
+    assert!(state.emit.events.len() <= 4);
+    assert!(state.emit.bytes <= 4096);
     assert!(state
-        .logs
+        .log
+        .lines
         .iter()
         .all(|l| l.message.len() <= abi::MAX_MESSAGE_BYTES * 3));
     // The same bytes straight into the host's own parser.

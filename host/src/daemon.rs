@@ -16,13 +16,13 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::dead_letter::DeadLetters;
 use crate::dispatch::{Dispatcher, Shared};
-use crate::http::stream::StreamHub;
 use crate::http::{self, AppState, Role};
 use crate::reload::{self, LoadReport, Loader, SETTLE};
 use crate::runtime::Runtime;
 use crate::sinks::{self, SinkContext};
 use crate::sources::tail::{self, TailHandle};
-use crate::stats::Stats;
+use crate::telemetry::Stats;
+use crate::telemetry::StreamHub;
 use crate::watcher::Watcher;
 
 /// Asks the reload loop to load the config and plugins again.

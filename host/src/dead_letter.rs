@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::envelope::{self, Event};
 use crate::ndjson::{NdjsonFile, SinkError};
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 
 /// Why an event (or one handler's run on it) ended here.
 pub mod reason {

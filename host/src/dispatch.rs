@@ -20,13 +20,13 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::config::Config;
 use crate::dead_letter::{reason, DeadLetters};
 use crate::envelope::{self, Event};
-use crate::http::stream::{StreamConfig, StreamHub};
-use crate::log_limit::LogLimit;
-use crate::metrics::{Metrics, PluginMetrics, SinkMetrics};
+use crate::config::StreamConfig;
+use crate::config::LogLimit;
 use crate::router::Router;
 use crate::runtime::{self, CascadeBudget, Emitted, Invocation, Level, Plugin, Refused, Warm};
 use crate::sinks::{Sink, SinkError};
-use crate::stats::Stats;
+use crate::telemetry::Stats;
+use crate::telemetry::{Metrics, PluginMetrics, SinkMetrics, StreamHub};
 
 /// Jobs a worker completes before it flushes and replies even if more wait.
 const MAX_PENDING_REPLIES: usize = 256;
@@ -801,7 +801,7 @@ pub fn log_invocation(
     }
     let now = std::time::Instant::now();
     let (granted, report) = {
-        let mut bucket = pm.log_bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bucket = plugin.log_budget.lock().unwrap_or_else(|p| p.into_inner());
         // The failure line first: it is the one an operator needs.
         let lengths = failure_msg
             .iter()

@@ -19,7 +19,9 @@
 //!   source globs, [`version`] ranges, data/meta predicates, `require`.
 //! - [`runtime`]: the wasm sandbox: engine, ABI check at load, per-event
 //!   stores with fuel, memory cap, deadline (also over host calls that
-//!   wait: [`runtime::poll`]); host imports; failure kinds; compiles off
+//!   wait: [`runtime::host::poll`]); one executor per kind of guest
+//!   ([`runtime::guest`]); host imports, one module per capability
+//!   ([`runtime::host`]); failure kinds; compiles off
 //!   the reload path within size and time limits ([`runtime::compile`]).
 //! - [`sinks`]: where routed events are written (file, stdout, and
 //!   [`sinks::http`] webhooks: batched, retried, dead-lettered).
@@ -38,9 +40,10 @@
 //! - [`reload`]: builds a complete snapshot (config, plugins, sinks) off the
 //!   hot path, reusing what did not change, and swaps it in whole.
 //! - [`watcher`]: notices changes to plugins and config; asks for a reload.
-//! - [`daemon`]: wiring, readiness and graceful shutdown; [`stats`]: plain
-//!   counters; [`metrics`]: labelled metrics and the Prometheus exposition;
-//!   [`log_limit`]: the per-plugin rate limit on log lines and bytes.
+//! - [`daemon`]: wiring, readiness and graceful shutdown; [`telemetry`]:
+//!   counters declared once, labelled metrics, the Prometheus exposition
+//!   and the live-stream hub; [`log_limit`]: the settings of the
+//!   per-plugin rate limit on log lines and bytes.
 //! - [`check`] and [`plugin_run`]: the `check` and `plugin run` commands;
 //!   [`cli`]: the client commands `send`, `tail` and `dead-letter
 //!   list|replay` (with [`cli::marks`], the record of replayed lines).
@@ -53,8 +56,6 @@ pub mod dead_letter;
 pub mod dispatch;
 pub mod envelope;
 pub mod http;
-pub mod log_limit;
-pub mod metrics;
 pub mod ndjson;
 pub mod plugin_run;
 pub mod registry;
@@ -63,6 +64,6 @@ pub mod router;
 pub mod runtime;
 pub mod sinks;
 pub mod sources;
-pub mod stats;
+pub mod telemetry;
 pub mod version;
 pub mod watcher;

@@ -14,11 +14,11 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::body::read_body;
-use super::stream::{Framing, SubscribeError};
+use super::stream::Framing;
 use super::{accept, error_response, json_response, AppState, Resp};
 use crate::envelope::{self, Event};
-use crate::metrics::{self, Format, Live};
 use crate::router::NameGlob;
+use crate::telemetry::{self, Format, Live, SubscribeError};
 
 /// Longest accepted `source` of a replayed event.
 const MAX_SOURCE: usize = 1024;
@@ -36,7 +36,7 @@ pub(super) fn metrics(state: &AppState, req: &Request<Incoming>) -> Resp {
         queue_capacity: d.map(|d| d.capacity() as u64),
         ready: readiness(state).0 == StatusCode::OK,
     };
-    let text = metrics::render(&state.stats, live, format);
+    let text = telemetry::render(&state.stats, live, format);
     let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
@@ -103,7 +103,7 @@ pub(super) fn stream(state: &AppState, req: &Request<Incoming>, kill: Option<Arc
         }
     }
     let framing = Framing::from_accept(accept_header(req));
-    match state.stream.subscribe(glob, framing, kill) {
+    match super::stream::subscribe(&state.stream, glob, framing, kill) {
         Ok(body) => {
             let mut r = Response::new(body.boxed());
             let h = r.headers_mut();

@@ -21,7 +21,7 @@ use hyper::{Request, StatusCode};
 
 use super::ingest::IngestError;
 use super::AppState;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 
 /// Reads the whole body and undoes its `Content-Encoding`: 415 for a coding
 /// not decoded (before reading), 413 past `max_body` (while reading, for

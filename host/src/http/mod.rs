@@ -34,9 +34,8 @@ use tokio::sync::{broadcast, Notify, Semaphore};
 use crate::config::AuthConfig;
 use crate::dispatch::{Dispatcher, Job, SubmitError};
 use crate::envelope::Event;
-use crate::metrics::{SCOPE_ADMIN, SCOPE_INGEST};
-use crate::stats::Stats;
-use stream::StreamHub;
+use crate::telemetry::Stats;
+use crate::telemetry::{StreamHub, SCOPE_ADMIN, SCOPE_INGEST};
 
 /// How long open requests may take to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

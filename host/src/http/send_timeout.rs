@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 
 /// An `AsyncRead + AsyncWrite` whose writes fail with
 /// [`io::ErrorKind::TimedOut`] after `limit` without progress.

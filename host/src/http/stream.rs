@@ -1,34 +1,22 @@
-//! `GET /v1/stream?name=GLOB`: every event the router sees (ingested and
-//! emitted, matched or not), live, as NDJSON or Server-Sent Events.
-//!
-//! Workers publish; subscribers never slow them down. Each subscriber has a
-//! bounded buffer (`[stream] buffer` events). Publishing is a non-blocking
-//! `try_send`; when a subscriber's buffer is full, the subscriber is cut
-//! off: it gets no further events, its client receives what was buffered and
-//! then a final error line, and the cut-off is counted. A client that does
-//! not read even that within `[stream] cutoff_grace` has its connection
-//! closed.
-//!
-//! With no subscriber, publishing is one atomic load: no lock, no allocation.
-//! With subscribers, the event JSON is copied once into a shared `Bytes`
-//! (only if some subscriber's glob matches) and framed per subscriber in its
-//! own connection task.
+//! `GET /v1/stream?name=GLOB`: the HTTP side of the live stream. The hub
+//! that workers publish to is [`crate::telemetry::StreamHub`] (no HTTP in
+//! it); here a subscription becomes a response body, as NDJSON or
+//! Server-Sent Events, with heartbeats when idle and a final line saying
+//! why it ended (cut off, or shutdown).
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use serde_json::json;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
-pub use crate::config::StreamConfig;
-use crate::metrics::Metrics;
 use crate::router::NameGlob;
+use crate::telemetry::{StreamHub, SubscribeError, Subscription};
 
 /// Idle time after which a heartbeat is sent (a blank NDJSON line, an SSE
 /// comment), so proxies keep the connection and dead clients are noticed.
@@ -67,205 +55,28 @@ pub enum EndReason {
     Shutdown,
 }
 
-/// A subscriber as the hub sees it. The hub alone holds the sender, so
-/// dropping it (at [`StreamHub::close`]) ends the body's receiver.
-struct Subscriber {
-    state: Arc<SubState>,
-    /// `None`: every event.
+/// Subscribes to `hub` (see [`StreamHub::subscribe`]): the response body
+/// of one subscription, framed as `framing`.
+pub fn subscribe(
+    hub: &Arc<StreamHub>,
     glob: Option<NameGlob>,
-    tx: mpsc::Sender<Bytes>,
-}
-
-/// What the hub, the body and the watchdog share about one subscriber.
-struct SubState {
-    id: u64,
-    cut_off: AtomicBool,
-    /// Set when the response body is dropped (finished or disconnected).
-    gone: AtomicBool,
-    /// Wakes the watchdog: cut off, hub closed, or body gone.
-    wake: Notify,
-}
-
-/// Subscribers, shared by the workers (publishing) and the HTTP server.
-pub struct StreamHub {
-    config: StreamConfig,
-    subscribers: RwLock<Vec<Subscriber>>,
-    /// `subscribers.len()`, readable without the lock.
-    count: AtomicUsize,
-    next_id: AtomicU64,
-    closed: AtomicBool,
-    metrics: HubMetrics,
-}
-
-struct HubMetrics {
-    sent: prometheus_client::metrics::counter::Counter,
-    cutoffs: prometheus_client::metrics::counter::Counter,
-    subscribers: prometheus_client::metrics::gauge::Gauge,
-}
-
-/// Why a subscription was refused.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SubscribeError {
-    #[error("{0} stream subscribers are connected, the most [stream] max_subscribers allows; retry later")]
-    TooMany(usize),
-    #[error("the daemon is shutting down")]
-    Closed,
-}
-
-impl StreamHub {
-    pub fn new(config: StreamConfig, metrics: &Metrics) -> StreamHub {
-        StreamHub {
-            config,
-            subscribers: RwLock::new(Vec::new()),
-            count: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
-            closed: AtomicBool::new(false),
-            metrics: HubMetrics {
-                sent: metrics.stream_sent.clone(),
-                cutoffs: metrics.stream_cutoffs.clone(),
-                subscribers: metrics.stream_subscribers.clone(),
-            },
-        }
-    }
-
-    /// Whether anyone listens: the only cost of publishing when nobody does.
-    #[inline]
-    pub fn is_active(&self) -> bool {
-        self.count.load(Relaxed) != 0
-    }
-
-    /// Hands one routed event to every subscriber whose glob matches its
-    /// name, without ever waiting. Called from worker threads.
-    pub fn publish(&self, name: &str, event_json: &[u8]) {
-        if !self.is_active() {
-            return;
-        }
-        let subs = self.subscribers.read().unwrap_or_else(|p| p.into_inner());
-        let mut bytes: Option<Bytes> = None;
-        for s in subs.iter() {
-            let st = &s.state;
-            if st.cut_off.load(Relaxed) || s.glob.as_ref().is_some_and(|g| !g.is_match(name)) {
-                continue;
-            }
-            let b = bytes
-                .get_or_insert_with(|| Bytes::copy_from_slice(event_json))
-                .clone();
-            match s.tx.try_send(b) {
-                Ok(()) => {
-                    self.metrics.sent.inc();
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if !st.cut_off.swap(true, Relaxed) {
-                        self.metrics.cutoffs.inc();
-                        tracing::warn!(
-                            subscriber = st.id,
-                            buffer = self.config.buffer,
-                            "stream subscriber fell too far behind; cut off"
-                        );
-                        st.wake.notify_one();
-                    }
-                }
-                // The body is being dropped; its Drop removes the subscriber.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-    }
-
-    /// Registers a subscriber; events published from now on reach the body.
-    /// `kill` closes the subscriber's connection (used when its client does
-    /// not read its final message).
-    pub fn subscribe(
-        self: &Arc<Self>,
-        glob: Option<NameGlob>,
-        framing: Framing,
-        kill: Option<Arc<Notify>>,
-    ) -> Result<StreamBody, SubscribeError> {
-        let (tx, rx) = mpsc::channel(self.config.buffer.max(1));
-        let state = Arc::new(SubState {
-            id: self.next_id.fetch_add(1, Relaxed),
-            cut_off: AtomicBool::new(false),
-            gone: AtomicBool::new(false),
-            wake: Notify::new(),
-        });
-        let what = glob.as_ref().map_or("*", |g| g.as_str()).to_string();
-        {
-            let mut subs = self.subscribers.write().unwrap_or_else(|p| p.into_inner());
-            // Checked under the lock so that `close` cannot miss this one.
-            if self.closed.load(Relaxed) {
-                return Err(SubscribeError::Closed);
-            }
-            if subs.len() >= self.config.max_subscribers {
-                return Err(SubscribeError::TooMany(subs.len()));
-            }
-            subs.push(Subscriber {
-                state: state.clone(),
-                glob,
-                tx,
-            });
-            self.count.store(subs.len(), Relaxed);
-            self.metrics.subscribers.set(subs.len() as i64);
-        }
-        tracing::info!(subscriber = state.id, glob = %what, "stream subscriber connected");
-        if let Some(kill) = kill {
-            let watched = state.clone();
-            let grace = self.config.cutoff_grace;
-            tokio::spawn(async move {
-                watched.wake.notified().await;
-                if watched.gone.load(Relaxed) {
-                    return;
-                }
-                tokio::time::sleep(grace).await;
-                if !watched.gone.load(Relaxed) {
-                    tracing::info!(
-                        subscriber = watched.id,
-                        "closing the connection of a stream subscriber that does not read"
-                    );
-                    kill.notify_one();
-                }
-            });
-        }
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Ok(StreamBody {
-            hub: self.clone(),
-            sub: state,
-            rx,
-            framing,
-            heartbeat,
-            done: false,
-        })
-    }
-
-    fn remove(&self, id: u64) {
-        let mut subs = self.subscribers.write().unwrap_or_else(|p| p.into_inner());
-        subs.retain(|s| s.state.id != id);
-        self.count.store(subs.len(), Relaxed);
-        self.metrics.subscribers.set(subs.len() as i64);
-    }
-
-    /// Ends every subscription (at shutdown): each client gets what is
-    /// buffered, then a final line saying the daemon is shutting down.
-    pub fn close(&self) {
-        let mut subs = self.subscribers.write().unwrap_or_else(|p| p.into_inner());
-        self.closed.store(true, Relaxed);
-        // Dropping each sender lets its body drain what is buffered, then end.
-        for s in subs.drain(..) {
-            s.state.wake.notify_one();
-        }
-        self.count.store(0, Relaxed);
-        self.metrics.subscribers.set(0);
-    }
-
-    pub fn subscribers(&self) -> usize {
-        self.count.load(Relaxed)
-    }
+    framing: Framing,
+    kill: Option<Arc<Notify>>,
+) -> Result<StreamBody, SubscribeError> {
+    let sub = hub.subscribe(glob, kill)?;
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Ok(StreamBody {
+        sub,
+        framing,
+        heartbeat,
+        done: false,
+    })
 }
 
 /// The response body of one subscription.
 pub struct StreamBody {
-    hub: Arc<StreamHub>,
-    sub: Arc<SubState>,
-    rx: mpsc::Receiver<Bytes>,
+    sub: Subscription,
     framing: Framing,
     heartbeat: tokio::time::Interval,
     done: bool,
@@ -301,7 +112,7 @@ impl StreamBody {
             EndReason::CutOff => json!({
                 "error": format!(
                     "cut off: this subscriber fell {} events behind; events routed since were not sent; reconnect to resume",
-                    self.hub.config.buffer
+                    self.sub.buffer()
                 ),
                 "reason": "cut_off",
             }),
@@ -352,7 +163,7 @@ impl Body for StreamBody {
         if self.done {
             return Poll::Ready(None);
         }
-        match self.rx.poll_recv(cx) {
+        match self.sub.poll_next(cx) {
             Poll::Ready(Some(json)) => {
                 self.heartbeat.reset();
                 Poll::Ready(Some(Ok(Frame::data(self.event_frame(json)))))
@@ -361,7 +172,7 @@ impl Body for StreamBody {
                 // The hub dropped the sender: shutdown (or a cut-off that
                 // raced with it).
                 self.done = true;
-                let reason = if self.sub.cut_off.load(Relaxed) {
+                let reason = if self.sub.is_cut_off() {
                     EndReason::CutOff
                 } else {
                     EndReason::Shutdown
@@ -369,7 +180,7 @@ impl Body for StreamBody {
                 Poll::Ready(Some(Ok(Frame::data(self.end_frame(reason)))))
             }
             Poll::Pending => {
-                if self.sub.cut_off.load(Relaxed) {
+                if self.sub.is_cut_off() {
                     // Everything buffered before the cut-off has been sent.
                     self.done = true;
                     return Poll::Ready(Some(Ok(Frame::data(self.end_frame(EndReason::CutOff)))));
@@ -391,18 +202,10 @@ impl Body for StreamBody {
     }
 }
 
-impl Drop for StreamBody {
-    fn drop(&mut self) {
-        self.sub.gone.store(true, Relaxed);
-        self.sub.wake.notify_one();
-        self.hub.remove(self.sub.id);
-        tracing::info!(subscriber = self.sub.id, "stream subscriber disconnected");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::Metrics;
     use http_body_util::BodyExt;
 
     fn hub(buffer: usize) -> (Arc<StreamHub>, Metrics) {
@@ -428,12 +231,10 @@ mod tests {
         let (h, m) = hub(8);
         assert!(!h.is_active());
         h.publish("a.X", br#"{"id":"0","name":"a.X"}"#);
-        let mut a = h
-            .subscribe(Some(NameGlob::new("a.*").unwrap()), Framing::Ndjson, None)
-            .unwrap();
-        let mut all = h.subscribe(None, Framing::Sse, None).unwrap();
+        let mut a = subscribe(&h, Some(NameGlob::new("a.*").unwrap()), Framing::Ndjson, None).unwrap();
+        let mut all = subscribe(&h, None, Framing::Sse, None).unwrap();
         assert_eq!(
-            h.subscribe(None, Framing::Ndjson, None).err(),
+            subscribe(&h, None, Framing::Ndjson, None).err(),
             Some(SubscribeError::TooMany(2))
         );
         h.publish("b.Y", br#"{"id":"1","name":"b.Y"}"#);
@@ -471,7 +272,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_buffer_cuts_off_once_after_what_was_buffered() {
         let (h, m) = hub(2);
-        let mut s = h.subscribe(None, Framing::Ndjson, None).unwrap();
+        let mut s = subscribe(&h, None, Framing::Ndjson, None).unwrap();
         for i in 0..10 {
             h.publish("a.X", format!("{{\"n\":{i}}}").as_bytes());
         }
@@ -488,7 +289,7 @@ mod tests {
     async fn a_cut_off_subscriber_that_does_not_read_is_disconnected() {
         let (h, _) = hub(2);
         let kill = Arc::new(Notify::new());
-        let _stuck = h.subscribe(None, Framing::Ndjson, Some(kill.clone())).unwrap();
+        let _stuck = subscribe(&h, None, Framing::Ndjson, Some(kill.clone())).unwrap();
         for i in 0..3 {
             h.publish("a.X", format!("{{\"n\":{i}}}").as_bytes());
         }
@@ -498,7 +299,7 @@ mod tests {
 
         // A subscriber that goes away by itself is left alone.
         let quiet = Arc::new(Notify::new());
-        let gone = h.subscribe(None, Framing::Ndjson, Some(quiet.clone())).unwrap();
+        let gone = subscribe(&h, None, Framing::Ndjson, Some(quiet.clone())).unwrap();
         drop(gone);
         assert!(tokio::time::timeout(Duration::from_millis(300), quiet.notified())
             .await

@@ -1,5 +1,6 @@
-//! Running a plugin on one event: in a fresh instance, or in an instance a
-//! worker keeps between events (`instance = "reuse"`).
+//! Running a plugin on one event, whatever its kind of guest: in a fresh
+//! instance, or in an instance a worker keeps between events
+//! (`instance = "reuse"`).
 //!
 //! A kept instance gets its fuel and deadline reset before every call and is
 //! discarded after any failure, so a trap, an exhausted budget or a handler
@@ -7,20 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard_sdk::abi;
-use wasmtime::{Memory, Store, TypedFunc};
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime::Store;
 
-use super::failure::{self, BadAbi, Failure, HandlerError};
-use super::host::{CascadeBudget, Deadline, Emitted, HostState, Level, LogLine, Refused};
-use super::plugin::{Plugin, PluginKind};
-use super::poll::GuestClock;
-use super::Runtime;
+use super::failure::{self, Failure};
+use super::host::wasi::{CommandInput, WasiState};
+use super::host::{CascadeBudget, Emitted, HostState, Level, LogLine, Refused};
+use super::limits::arm;
+use super::plugin::Plugin;
 use crate::config::Instance;
 
-/// Bytes of stdout and of stderr kept per instance.
-const MAX_STDIO: usize = 1 << 20;
 /// Stdout and stderr bytes a kept instance may have written before it is
 /// replaced, so the capture buffers never fill up.
 const REUSE_MAX_STDIO: usize = 64 << 10;
@@ -46,29 +42,10 @@ pub struct Invocation {
     pub elapsed: Duration,
 }
 
-/// What a WASI guest writes to stdout and stderr, and how much of it has
-/// been turned into log lines already.
-pub(super) struct Stdio {
-    out: MemoryOutputPipe,
-    err: MemoryOutputPipe,
-    read: (usize, usize),
-}
-
-impl Stdio {
-    /// Lines written since the last call, as (stdout, stderr).
-    fn new_lines(&mut self) -> (Vec<String>, Vec<String>) {
-        let (out, err) = (self.out.contents(), self.err.contents());
-        let fresh = (lines(&out[self.read.0..]), lines(&err[self.read.1..]));
-        self.read = (out.len(), err.len());
-        fresh
-    }
-}
-
-/// A handler instance and the exports each call needs, looked up once.
-pub(super) struct Ready {
+/// A started instance and its store, kept between events.
+struct Ready {
     store: Store<HostState>,
-    exports: Exports,
-    stdio: Option<Stdio>,
+    instance: Box<dyn super::guest::Instance>,
 }
 
 /// Instances one worker keeps between events, one per plugin version,
@@ -103,33 +80,24 @@ impl Warm {
 }
 
 impl Plugin {
-    /// A store with the plugin's limits; for a WASI guest also its stdio
-    /// capture (and, for a command, `stdin` and the config variable).
-    pub(super) fn new_store(&self, stdin: &[u8]) -> (Store<HostState>, Option<Stdio>) {
-        let stdio = self.needs_wasi.then(|| Stdio {
-            out: MemoryOutputPipe::new(MAX_STDIO),
-            err: MemoryOutputPipe::new(MAX_STDIO),
-            read: (0, 0),
-        });
+    /// A store with the plugin's limits, armed; for a WASI guest also its
+    /// stdio capture (and, for a guest that reads it there, `event` on
+    /// stdin and the config in the environment).
+    pub(super) fn new_store(&self, event: &[u8]) -> Store<HostState> {
         let clock_origin = Instant::now();
-        let wasi = stdio.as_ref().map(|io| {
-            let mut b = WasiCtxBuilder::new();
-            b.arg(&self.name)
-                .stdout(io.out.clone())
-                .stderr(io.err.clone())
-                .monotonic_clock(GuestClock(clock_origin));
-            if self.kind == PluginKind::Command {
-                b.stdin(MemoryInputPipe::new(stdin.to_vec()))
-                    .env(abi::COMMAND_CONFIG_ENV, &self.config_json);
-            }
-            b.build_p1()
+        let wasi = self.needs_wasi.then(|| {
+            let command = self.guest.stdin(event).map(|stdin| CommandInput {
+                stdin,
+                config: &self.config_json,
+            });
+            WasiState::new(&self.name, clock_origin, command)
         });
         let limits = self.settings.limits;
         let state = HostState::new(wasi, limits, clock_origin);
-        let mut store = Store::new(self.pre.module().engine(), state);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory_cap);
         arm(&mut store, &limits);
-        (store, stdio)
+        store
     }
 
     pub(super) fn failure_context<'s>(&self, store: &'s Store<HostState>) -> failure::Context<'s> {
@@ -147,25 +115,13 @@ impl Plugin {
 
     fn invoke_fresh(&self, event_json: &[u8], budget: CascadeBudget) -> Invocation {
         let started = Instant::now();
-        match self.kind {
-            PluginKind::Handler => {
-                let (mut store, mut stdio) = self.new_store(b"");
-                store.data_mut().cascade = budget;
-                let run = self
-                    .prepare(&mut store)
-                    .and_then(|ready| call(&mut store, &ready, event_json));
-                self.finish(started, &mut store, stdio.as_mut(), run)
-            }
-            PluginKind::Command => {
-                let mut stdin = Vec::with_capacity(event_json.len() + 1);
-                stdin.extend_from_slice(event_json);
-                stdin.push(b'\n');
-                let (mut store, mut stdio) = self.new_store(&stdin);
-                store.data_mut().cascade = budget;
-                let run = self.run_command(&mut store, stdio.as_mut());
-                self.finish(started, &mut store, stdio.as_mut(), run)
-            }
-        }
+        let mut store = self.new_store(event_json);
+        store.data_mut().emit.cascade = budget;
+        let run = self
+            .guest
+            .start(&mut store, &self.config_json)
+            .and_then(|mut instance| instance.handle(&mut store, event_json));
+        self.finish(started, &mut store, run)
     }
 
     /// Runs the plugin on one event as its `instance` setting says: in an
@@ -185,21 +141,17 @@ impl Plugin {
         let mut ready = match warm.take(self.id()) {
             Some(ready) => ready,
             None => {
-                let (mut store, mut stdio) = self.new_store(b"");
-                match self.prepare(&mut store) {
-                    Ok(exports) => Ready {
-                        store,
-                        exports,
-                        stdio,
-                    },
-                    Err(e) => return self.finish(started, &mut store, stdio.as_mut(), Err(e)),
+                let mut store = self.new_store(b"");
+                match self.guest.start(&mut store, &self.config_json) {
+                    Ok(instance) => Ready { store, instance },
+                    Err(e) => return self.finish(started, &mut store, Err(e)),
                 }
             }
         };
         arm(&mut ready.store, &self.settings.limits);
-        ready.store.data_mut().cascade = budget;
-        let run = call(&mut ready.store, &ready.exports, event_json);
-        let inv = self.finish(started, &mut ready.store, ready.stdio.as_mut(), run);
+        ready.store.data_mut().emit.cascade = budget;
+        let run = ready.instance.handle(&mut ready.store, event_json);
+        let inv = self.finish(started, &mut ready.store, run);
         if inv.outcome.is_ok() && self.worth_keeping(&ready) {
             warm.put(self.id(), ready);
         }
@@ -210,59 +162,9 @@ impl Plugin {
     /// half the cap (a guest that leaks per event is replaced long before it
     /// fails an event on the cap) and its stdio capture has room.
     fn worth_keeping(&self, ready: &Ready) -> bool {
-        let memory = ready.exports.memory.data_size(&ready.store) as u64;
-        let stdio = ready.stdio.as_ref().map_or(0, |io| io.read.0 + io.read.1);
+        let memory = ready.instance.memory_size(&ready.store);
+        let stdio = ready.store.data().wasi.as_ref().map_or(0, |w| w.stdio.written());
         memory <= self.settings.limits.memory / 2 && stdio <= REUSE_MAX_STDIO
-    }
-
-    /// Instantiates, runs `_initialize` and `switchyard_init`, and looks up
-    /// the exports a call needs.
-    fn prepare(&self, store: &mut Store<HostState>) -> wasmtime::Result<Exports> {
-        let instance = self.pre.instantiate(&mut *store)?;
-        if self.has_initialize {
-            instance
-                .get_typed_func::<(), ()>(&mut *store, abi::EXPORT_INITIALIZE)?
-                .call(&mut *store, ())?;
-        }
-        let memory = instance
-            .get_memory(&mut *store, abi::EXPORT_MEMORY)
-            .ok_or_else(|| BadAbi("no exported memory".into()))?;
-        let alloc = instance.get_typed_func::<i32, i32>(&mut *store, abi::EXPORT_ALLOC)?;
-        if self.has_init {
-            let init = instance.get_typed_func::<(i32, i32), i32>(&mut *store, abi::EXPORT_INIT)?;
-            let args = pass(store, &alloc, memory, self.config_json.as_bytes())?;
-            let rc = init.call(&mut *store, args)?;
-            if rc != abi::HANDLE_OK {
-                return Err(guest_failure(store, abi::EXPORT_INIT, rc));
-            }
-        }
-        let handle = instance.get_typed_func::<(i32, i32), i32>(&mut *store, abi::EXPORT_HANDLE)?;
-        Ok(Exports {
-            memory,
-            alloc,
-            handle,
-        })
-    }
-
-    fn run_command(&self, store: &mut Store<HostState>, stdio: Option<&mut Stdio>) -> wasmtime::Result<()> {
-        let instance = self.pre.instantiate(&mut *store)?;
-        let start = instance.get_typed_func::<(), ()>(&mut *store, abi::EXPORT_START)?;
-        let Err(e) = start.call(&mut *store, ()) else {
-            return Ok(());
-        };
-        let Some(code) = e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0) else {
-            return Err(e);
-        };
-        if code == 0 {
-            return Ok(());
-        }
-        let why = match &store.data().fail_message {
-            Some(msg) => msg.clone(),
-            None => stdio
-                .and_then(|io| lines(&io.err.contents()).pop())
-                .unwrap_or_else(|| "no message on stderr".into()),
-        };
-        Err(HandlerError(format!("exit code {code}: {why}")).into())
     }
 
     /// Classifies the outcome and moves what the guest produced during this
@@ -271,7 +173,6 @@ impl Plugin {
         &self,
         started: Instant,
         store: &mut Store<HostState>,
-        stdio: Option<&mut Stdio>,
         run: wasmtime::Result<()>,
     ) -> Invocation {
         let outcome = run.map_err(|e| {
@@ -283,10 +184,9 @@ impl Plugin {
         });
         let fuel_used = self.settings.limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.data_mut();
-        if let Some(io) = stdio {
-            let (out_lines, err_lines) = io.new_lines();
+        if let Some((out_lines, err_lines)) = state.wasi.as_mut().map(|w| w.stdio.new_lines()) {
             for line in out_lines {
-                if self.kind == PluginKind::Command && line.trim_start().starts_with('{') {
+                if self.guest.stdout_emits() && line.trim_start().starts_with('{') {
                     state.emit(line.as_bytes());
                 } else {
                     state.log(Level::Info, line);
@@ -296,103 +196,29 @@ impl Plugin {
                 state.log(Level::Warn, line);
             }
         }
-        let emitted = std::mem::take(&mut state.emits);
-        let emitted_bytes = std::mem::take(&mut state.emit_bytes);
-        let cascade_refused = std::mem::take(&mut state.cascade_refused);
-        state.cascade = CascadeBudget::UNLIMITED;
+        let emit = std::mem::take(&mut state.emit);
+        let log = std::mem::take(&mut state.log);
         state.fail_message = None;
         state.memory_cap.hit = None;
+        let ok = outcome.is_ok();
         Invocation {
-            emitted: if outcome.is_ok() { emitted } else { Vec::new() },
-            emitted_bytes: if outcome.is_ok() { emitted_bytes } else { 0 },
-            cascade_refused,
+            emitted: if ok { emit.events } else { Vec::new() },
+            emitted_bytes: if ok { emit.bytes } else { 0 },
+            cascade_refused: emit.refused,
             outcome,
-            logs: std::mem::take(&mut state.logs),
-            dropped_logs: std::mem::take(&mut state.dropped_logs),
+            logs: log.lines,
+            dropped_logs: log.dropped,
             fuel_used,
             elapsed: started.elapsed(),
         }
     }
 }
 
-/// Gives a store a full fuel budget and a fresh deadline, both for wasm
-/// (the epoch) and for host calls that may wait ([`Deadline`]): before an
-/// instantiation and before every call of a kept instance.
-fn arm(store: &mut Store<HostState>, limits: &crate::config::Limits) {
-    store
-        .set_fuel(limits.fuel)
-        .expect("fuel is enabled on the engine");
-    store.set_epoch_deadline(Runtime::deadline_ticks(limits.timeout));
-    store.data_mut().deadline = Deadline::starting_now(limits.timeout);
-}
-
-/// The exports a handler call needs, looked up once per instance.
-struct Exports {
-    memory: Memory,
-    alloc: TypedFunc<i32, i32>,
-    handle: TypedFunc<(i32, i32), i32>,
-}
-
-/// Copies the event in and calls `switchyard_handle`.
-fn call(store: &mut Store<HostState>, ex: &Exports, event_json: &[u8]) -> wasmtime::Result<()> {
-    let args = pass(store, &ex.alloc, ex.memory, event_json)?;
-    let rc = ex.handle.call(&mut *store, args)?;
-    if rc != abi::HANDLE_OK {
-        return Err(guest_failure(store, abi::EXPORT_HANDLE, rc));
-    }
-    Ok(())
-}
-
-/// Copies `bytes` into a buffer from `switchyard_alloc`, checking what it returned.
-fn pass(
-    store: &mut Store<HostState>,
-    alloc: &TypedFunc<i32, i32>,
-    memory: Memory,
-    bytes: &[u8],
-) -> wasmtime::Result<(i32, i32)> {
-    let len = i32::try_from(bytes.len())
-        .map_err(|_| BadAbi(format!("input of {} bytes is too large", bytes.len())))?;
-    let ptr = alloc.call(&mut *store, len)?;
-    if ptr == 0 && len > 0 {
-        return Err(BadAbi(format!("{}({len}) returned 0", abi::EXPORT_ALLOC)).into());
-    }
-    memory
-        .write(&mut *store, ptr as u32 as usize, bytes)
-        .map_err(|_| {
-            BadAbi(format!(
-                "{}({len}) returned {:#x}, but {len} bytes there are outside linear memory ({} bytes)",
-                abi::EXPORT_ALLOC,
-                ptr as u32,
-                memory.data_size(&*store)
-            ))
-        })?;
-    Ok((ptr, len))
-}
-
-fn guest_failure(store: &Store<HostState>, export: &str, rc: i32) -> wasmtime::Error {
-    let msg = store
-        .data()
-        .fail_message
-        .clone()
-        .unwrap_or_else(|| format!("{export} returned {rc}"));
-    HandlerError(msg).into()
-}
-
-fn lines(bytes: &[u8]) -> Vec<String> {
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Limits, PluginSettings};
+    use crate::runtime::Runtime;
 
     /// Counts its calls in a global and logs the count as a digit; traps
     /// when the event starts with `T`.

@@ -1,13 +1,32 @@
 //! The WebAssembly sandbox: one engine (pooling allocator, fuel, epoch
 //! deadlines, bounded stack) and one linker, shared by every plugin.
+//!
+//! - [`guest`]: one executor per kind of guest (core handler, command),
+//!   behind the `Guest` trait; [`host`]: the host imports, one module per
+//!   capability, and the one signature table the linker and the load-time
+//!   check share;
+//! - [`plugin`]: loading and checking a plugin; [`invoke`]: running one
+//!   event in a fresh or kept instance; [`limits`]: fuel, memory cap and
+//!   deadline; [`failure`]: the failure kinds;
+//! - [`compile`]: compiles off the reload path within size and time
+//!   limits; [`cache`]: compiled modules on disk;
+//! - [`host::log_limit`]: the per-plugin rate limit on forwarded log lines.
+//!
+//! Where new things go: a kind of guest (components, issue 14) is one
+//! module in `guest/` implementing `guest::Guest` and `guest::Instance`,
+//! plus one arm of `guest::PluginKind` and of `guest::executor`; a host
+//! capability (KV, issue 15) is one module in `host/` with its state, its
+//! `Import` rows and its `add_to_linker`, plus one entry of
+//! `host::CAPABILITIES`.
 
 pub mod cache;
 pub mod compile;
 pub mod failure;
+pub mod guest;
 pub mod host;
 pub mod invoke;
+pub mod limits;
 pub mod plugin;
-pub mod poll;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +53,8 @@ pub struct Runtime {
     engine: Engine,
     /// WASI preview 1 plus the `switchyard` imports; built once.
     linker: Linker<HostState>,
+    /// Each plugin's log rate budget, by name: outlives plugin versions.
+    log_budgets: host::log_limit::LogBudgets,
 }
 
 impl Runtime {
@@ -68,21 +89,13 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("cannot create the wasm engine")?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut HostState| {
-            s.wasi
-                .as_mut()
-                .expect("a WASI context is made for every module that imports WASI")
-        })
-        .map_err(anyhow::Error::from)
-        .context("cannot link WASI")?;
-        poll::add_to_linker(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("cannot link the deadline-bounded poll_oneoff")?;
-        host::add_imports(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("cannot link the switchyard imports")?;
+        host::add_to_linker(&mut linker)?;
         start_epoch_ticker(&engine);
-        Ok(Arc::new(Runtime { engine, linker }))
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            log_budgets: Default::default(),
+        }))
     }
 
     pub fn engine(&self) -> &Engine {

@@ -1,37 +1,21 @@
-//! A plugin: compiled once (module + prepared instance) and checked against
-//! ABI v1 at load. Invocation is in `invoke.rs`.
+//! A plugin: one loaded version of a plugin file, compiled once, checked
+//! against ABI v1 at load and linked to the executor of its kind of guest
+//! ([`super::guest`]), then tried once. Invocation is in [`super::invoke`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use switchyard_sdk::abi;
-use wasmtime::{ExternType, InstancePre, Module, ValType};
+use wasmtime::{Engine, Module};
 
 use super::compile::LoadLimits;
 use super::failure;
+use super::guest::{self, ExecutorError, Guest};
+use super::host::log_limit::LogBudget;
 use super::host::HostState;
 use super::Runtime;
 use crate::config::{Instance, Limits, PluginSettings};
-
-const WASI_MODULE: &str = "wasi_snapshot_preview1";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PluginKind {
-    /// Exports `switchyard_handle`: the event is passed in linear memory.
-    Handler,
-    /// A WASI program with `_start`: the event is its stdin.
-    Command,
-}
-
-impl PluginKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PluginKind::Handler => "handler",
-            PluginKind::Command => "command",
-        }
-    }
-}
+pub use guest::PluginKind;
 
 /// Why a plugin file was not loaded.
 #[derive(Debug, thiserror::Error)]
@@ -102,16 +86,19 @@ pub struct Plugin {
     /// Unique per loaded version, so a worker never calls an instance of
     /// an older version kept from before a reload.
     id: u64,
-    /// Kept so a settings-only change re-prepares without compiling.
-    module: Module,
+    /// The executor of its kind of guest, linked once per compiled module:
+    /// a settings-only change reuses it without compiling or linking.
+    pub(super) guest: Arc<dyn Guest>,
+    /// The engine its stores are made in.
+    pub(super) engine: Engine,
+    /// The budget its log lines are forwarded within; shared by every
+    /// version of the plugin (by name) and every worker.
+    pub log_budget: LogBudget,
     /// `settings.config` as the JSON text `switchyard_init` receives.
     pub(super) config_json: String,
-    pub(super) pre: InstancePre<HostState>,
     /// Whether the module imports WASI; if not, no WASI context (and no
     /// stdout/stderr capture) is built per instance.
     pub(super) needs_wasi: bool,
-    pub(super) has_initialize: bool,
-    pub(super) has_init: bool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -121,90 +108,6 @@ pub struct FileFacts<'a> {
     pub path: &'a Path,
     pub size: u64,
     pub sha256: String,
-}
-
-fn describe(ty: &ExternType) -> String {
-    match ty {
-        ExternType::Func(f) => {
-            let list = |it: &mut dyn Iterator<Item = ValType>| {
-                it.map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
-            };
-            let params = list(&mut f.params());
-            let results = list(&mut f.results());
-            if results.is_empty() {
-                format!("func({params})")
-            } else {
-                format!("func({params}) -> {results}")
-            }
-        }
-        ExternType::Memory(_) => "memory".into(),
-        ExternType::Table(_) => "table".into(),
-        ExternType::Global(_) => "global".into(),
-        ExternType::Tag(_) => "tag".into(),
-    }
-}
-
-/// Checks exports and imports against ABI v1 and tells the plugin's kind.
-fn check_abi(module: &Module) -> Result<(PluginKind, bool), Vec<String>> {
-    let mut problems = Vec::new();
-    let export = |name: &str| {
-        module
-            .exports()
-            .find(|e| e.name() == name)
-            .map(|e| describe(&e.ty()))
-    };
-    let mut expect = |name: &str, want: &str, required: bool| match export(name) {
-        Some(got) if got == want => true,
-        Some(got) => {
-            problems.push(format!("export `{name}` is {got}, expected {want}"));
-            false
-        }
-        None if required => {
-            problems.push(format!("missing export `{name}`: {want}"));
-            false
-        }
-        None => false,
-    };
-    let kind = if export(abi::EXPORT_HANDLE).is_some() {
-        expect(abi::EXPORT_HANDLE, "func(i32, i32) -> i32", true);
-        expect(abi::EXPORT_ALLOC, "func(i32) -> i32", true);
-        expect(abi::EXPORT_MEMORY, "memory", true);
-        expect(abi::EXPORT_INIT, "func(i32, i32) -> i32", false);
-        expect(abi::EXPORT_INITIALIZE, "func()", false);
-        PluginKind::Handler
-    } else if export(abi::EXPORT_START).is_some() {
-        expect(abi::EXPORT_START, "func()", true);
-        PluginKind::Command
-    } else {
-        problems.push(format!(
-            "exports neither `{}` (a handler plugin) nor `{}` (a command plugin)",
-            abi::EXPORT_HANDLE,
-            abi::EXPORT_START
-        ));
-        PluginKind::Handler
-    };
-    let mut needs_wasi = false;
-    for import in module.imports() {
-        let ty = describe(&import.ty());
-        match (import.module(), import.name()) {
-            (abi::IMPORT_MODULE, abi::IMPORT_LOG) if ty == "func(i32, i32, i32)" => {}
-            (abi::IMPORT_MODULE, abi::IMPORT_EMIT) if ty == "func(i32, i32) -> i32" => {}
-            (abi::IMPORT_MODULE, abi::IMPORT_FAIL) if ty == "func(i32, i32)" => {}
-            (abi::IMPORT_MODULE, name) => problems.push(format!(
-                "imports `switchyard::{name}` as {ty}; the host provides log: func(i32, i32, i32), \
-                 emit: func(i32, i32) -> i32, fail: func(i32, i32)"
-            )),
-            (WASI_MODULE, _) => needs_wasi = true,
-            (m, name) => problems.push(format!(
-                "imports `{m}::{name}`, which the host does not provide (only `switchyard` and `{WASI_MODULE}`)"
-            )),
-        }
-    }
-    if problems.is_empty() {
-        Ok((kind, needs_wasi))
-    } else {
-        Err(problems)
-    }
 }
 
 /// Refuses a plugin file over `limit` bytes before reading it (issue 16).
@@ -304,59 +207,57 @@ impl Plugin {
         module: Module,
         settings: PluginSettings,
     ) -> Result<Plugin, PluginError> {
-        let path = file.path;
-        let (kind, needs_wasi) = check_abi(&module).map_err(|problems| PluginError::Abi {
-            name: name.into(),
-            path: path.into(),
-            problems,
+        let (guest, needs_wasi) = guest::executor(rt, &module).map_err(|e| match e {
+            ExecutorError::Abi(problems) => PluginError::Abi {
+                name: name.into(),
+                path: file.path.into(),
+                problems,
+            },
+            ExecutorError::Link(e) => instantiate_error(name, file.path, &e),
         })?;
-        let instantiate_error = |e: wasmtime::Error| PluginError::Instantiate {
-            name: name.into(),
-            path: path.into(),
-            message: format!("{e:#}"),
-        };
-        let pre = rt.linker.instantiate_pre(&module).map_err(instantiate_error)?;
-        let has = |n: &str| module.exports().any(|e| e.name() == n);
+        Plugin::prepared(rt, name, file, guest, needs_wasi, settings)
+    }
+
+    /// A plugin of a linked executor: tried once (see [`Plugin::trial`]).
+    fn prepared(
+        rt: &Runtime,
+        name: &str,
+        file: FileFacts<'_>,
+        guest: Arc<dyn Guest>,
+        needs_wasi: bool,
+        settings: PluginSettings,
+    ) -> Result<Plugin, PluginError> {
         let plugin = Plugin {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
-            path: path.into(),
-            kind,
+            path: file.path.into(),
+            kind: guest.kind(),
             size: file.size,
             sha256: file.sha256,
             loaded_at: std::time::SystemTime::now(),
             config_json: settings.config.to_string(),
             settings,
             needs_wasi,
-            has_initialize: has(abi::EXPORT_INITIALIZE),
-            has_init: has(abi::EXPORT_INIT),
-            module,
-            pre,
+            guest,
+            engine: rt.engine.clone(),
+            log_budget: rt.log_budgets.of(name),
         };
-        // A trial instantiation catches what only shows at run time: an
-        // initial memory over the cap, a start function or `_initialize`
-        // that traps, loops or sleeps. Both run under the plugin's deadline
-        // (fuel and epoch in wasm, `Deadline` in host calls: issue 16), so a
-        // start function that sleeps fails the load as `timeout` instead of
-        // holding start-up or a reload.
-        let (mut store, _) = plugin.new_store(b"");
-        plugin.trial(&mut store).map_err(|e| {
-            let f = failure::classify(&e, &plugin.failure_context(&store));
-            instantiate_error(wasmtime::Error::msg(f.to_string()))
-        })?;
+        plugin.trial()?;
         Ok(plugin)
     }
 
-    /// Instantiates (running the start function) and, for a handler, runs
-    /// `_initialize`: what every instance does before its first event.
-    fn trial(&self, store: &mut wasmtime::Store<HostState>) -> wasmtime::Result<()> {
-        let instance = self.pre.instantiate(&mut *store)?;
-        if self.kind == PluginKind::Handler && self.has_initialize {
-            instance
-                .get_typed_func::<(), ()>(&mut *store, abi::EXPORT_INITIALIZE)?
-                .call(&mut *store, ())?;
-        }
-        Ok(())
+    /// A trial instantiation catches what only shows at run time: an
+    /// initial memory over the cap, a start function or `_initialize` that
+    /// traps, loops or sleeps. Both run under the plugin's deadline (fuel
+    /// and epoch in wasm, `Deadline` in host calls: issue 16), so a start
+    /// function that sleeps fails the load as `timeout` instead of holding
+    /// start-up or a reload.
+    fn trial(&self) -> Result<(), PluginError> {
+        let mut store: wasmtime::Store<HostState> = self.new_store(b"");
+        self.guest.trial(&mut store).map_err(|e| {
+            let f = failure::classify(&e, &self.failure_context(&store));
+            instantiate_error(&self.name, &self.path, &wasmtime::Error::msg(f.to_string()))
+        })
     }
 
     /// The same plugin with other settings, without compiling again.
@@ -366,7 +267,14 @@ impl Plugin {
             size: self.size,
             sha256: self.sha256.clone(),
         };
-        Plugin::from_module(rt, &self.name, file, self.module.clone(), settings)
+        Plugin::prepared(
+            rt,
+            &self.name,
+            file,
+            self.guest.clone(),
+            self.needs_wasi,
+            settings,
+        )
     }
 
     pub fn limits(&self) -> &Limits {
@@ -381,9 +289,18 @@ impl Plugin {
 
     /// How invocations get their instance: command plugins are always fresh.
     pub fn instance_mode(&self) -> Instance {
-        match self.kind {
-            PluginKind::Handler => self.settings.limits.instance,
-            PluginKind::Command => Instance::Fresh,
+        if self.guest.reusable() {
+            self.settings.limits.instance
+        } else {
+            Instance::Fresh
         }
+    }
+}
+
+fn instantiate_error(name: &str, path: &Path, e: &wasmtime::Error) -> PluginError {
+    PluginError::Instantiate {
+        name: name.into(),
+        path: path.into(),
+        message: format!("{e:#}"),
     }
 }

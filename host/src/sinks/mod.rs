@@ -22,7 +22,7 @@ pub use stdout::Stdout;
 
 use crate::config::SinkConfig;
 use crate::dead_letter::DeadLetters;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 
 /// A destination for routed events, shared by all workers.
 pub trait Sink: Send + Sync {

@@ -218,7 +218,7 @@ pub(super) fn dead_letter(ctx: &SinkContext, sink: &str, batch: &[Bytes], messag
                 ctx.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
             Err(e) => {
-                crate::stats::Stats::add(&ctx.stats.sink_lines_unwritten, 1);
+                crate::telemetry::Stats::add(&ctx.stats.sink_lines_unwritten, 1);
                 tracing::error!(sink, error = %e, message, event = %String::from_utf8_lossy(json), "an undeliverable event is not an envelope; it is whole in this log line");
             }
         };

@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 use super::{Sink, SinkContext, SinkError};
 use crate::config::HttpSinkConfig;
-use crate::metrics::SinkMetrics;
+use crate::telemetry::SinkMetrics;
 use deliver::{dead_letter, deliver_all};
 
 /// How long delivery may go on after shutdown begins.
@@ -259,7 +259,7 @@ mod tests {
     use super::*;
     use crate::config::BatchFormat;
     use crate::dead_letter::DeadLetters;
-    use crate::stats::Stats;
+    use crate::telemetry::Stats;
 
     /// Closing with a deadline: a receiver that cannot be reached is retried
     /// until then, and the event is then dead-lettered (never dropped)

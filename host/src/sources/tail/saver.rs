@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::checkpoint::{Checkpoint, Store};
 use crate::dispatch::Shared;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 
 /// How long a failed write waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);

@@ -13,7 +13,7 @@ use crate::config::StartAt;
 use crate::sources::tail::checkpoint::{self, FileRecord, FileState};
 use crate::sources::tail::identity::{read_full_at, read_head, FileId, Fingerprint};
 use crate::sources::tail::pattern::is_rotation_name;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 
 fn mtime_ms(meta: &Metadata) -> u64 {
     meta.modified()

@@ -35,7 +35,7 @@ use super::saver::Saver;
 use super::watch::{DirWatcher, Signal};
 use crate::config::TailSource;
 use crate::dispatch::{Dispatcher, EventReport};
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 
 mod discover;
 mod read;

@@ -19,7 +19,7 @@ use crate::sources::tail::checkpoint::{FileRecord, FileState};
 use crate::sources::tail::identity::{read_full_at, read_head, Fingerprint, LineMark};
 use crate::sources::tail::lines::{strip_cr, Item};
 use crate::sources::tail::parse::to_event;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 
 /// A line read, turned into what happens to it.
 pub(super) enum Out {

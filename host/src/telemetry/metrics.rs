@@ -1,82 +1,72 @@
-//! Labelled metrics (per source, route, plugin, sink, dead-letter kind) and
-//! their Prometheus exposition at `GET /metrics`.
+//! Labelled metrics: per source, route, plugin, sink, dead-letter kind and
+//! auth scope, plus the stream's counters.
 //!
 //! Every value lives in exactly one atomic: a `prometheus-client` metric
-//! here, or an `AtomicU64` field of [`Stats`]. `/metrics` and `/v1/stats`
-//! both read those same atomics, so the two views cannot disagree.
+//! here, or a declared counter of [`super::Stats`]. `/metrics` and
+//! `/v1/stats` both read those same atomics, so the two views cannot
+//! disagree.
 //!
 //! The hot path never builds a label set: each source, route, plugin and
 //! sink resolves its metric handles once (a read-locked map lookup by `&str`,
 //! no allocation) and increments atomics from then on. The registry is
-//! assembled per scrape from clones of the families (clones share their
-//! values), which costs microseconds and lets counters that live as plain
-//! atomics in [`Stats`] be exported as they are.
+//! assembled per scrape ([`super::expose`]) from clones of the families
+//! (clones share their values), which costs microseconds.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Registry, Unit};
 
-use crate::log_limit::TokenBucket;
 use crate::runtime::FailureKind;
-use crate::stats::Stats;
-
-/// Content type of the Prometheus text format this module writes.
-pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-/// Content type of the OpenMetrics text format, served when asked for.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SourceLabels {
+pub(super) struct SourceLabels {
     source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
+pub(super) struct RouteLabels {
     route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PluginLabels {
+pub(super) struct PluginLabels {
     plugin: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InvocationLabels {
+pub(super) struct InvocationLabels {
     plugin: String,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LogDropLabels {
+pub(super) struct LogDropLabels {
     plugin: String,
     reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabels {
+pub(super) struct KindLabels {
     kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SinkLabels {
+pub(super) struct SinkLabels {
     sink: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ScopeLabels {
+pub(super) struct ScopeLabels {
     scope: &'static str,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+pub(super) type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Handler wall-clock time: 50µs to about 13s, in powers of two-and-a-half.
 fn duration_histogram() -> Histogram {
@@ -137,7 +127,7 @@ where
     family.get_or_create_owned(&labels)
 }
 
-/// One plugin's counters and histograms, and its log rate limiter.
+/// One plugin's counters and histograms.
 pub struct PluginMetrics {
     pub ok: Counter,
     /// Failed invocations, indexed like [`FailureKind::ALL`].
@@ -148,8 +138,6 @@ pub struct PluginMetrics {
     pub logs_rate_limited: Counter,
     /// Log lines over the per-invocation cap, dropped in the sandbox.
     pub logs_over_cap: Counter,
-    /// Shared by every worker running this plugin.
-    pub log_bucket: Mutex<TokenBucket>,
 }
 
 impl PluginMetrics {
@@ -183,24 +171,23 @@ pub struct SinkMetrics {
     pub pending: Gauge,
 }
 
-/// Every labelled metric of the daemon, and the few that are not counters
-/// of [`Stats`].
+/// Every labelled metric of the daemon, and the stream's counters.
 pub struct Metrics {
-    ingested: Family<SourceLabels, Counter>,
+    pub(super) ingested: Family<SourceLabels, Counter>,
     sources: Handles<Counter>,
-    routed: Family<RouteLabels, Counter>,
+    pub(super) routed: Family<RouteLabels, Counter>,
     routes: Handles<Counter>,
-    invocations: Family<InvocationLabels, Counter>,
-    durations: HistogramFamily<PluginLabels>,
-    fuel: HistogramFamily<PluginLabels>,
-    log_dropped: Family<LogDropLabels, Counter>,
+    pub(super) invocations: Family<InvocationLabels, Counter>,
+    pub(super) durations: HistogramFamily<PluginLabels>,
+    pub(super) fuel: HistogramFamily<PluginLabels>,
+    pub(super) log_dropped: Family<LogDropLabels, Counter>,
     plugins: Handles<Arc<PluginMetrics>>,
-    dead_letters: Family<KindLabels, Counter>,
+    pub(super) dead_letters: Family<KindLabels, Counter>,
     dead_letter_kinds: Handles<Counter>,
-    sink_writes: Family<SinkLabels, Counter>,
-    sink_errors: Family<SinkLabels, Counter>,
-    sink_retries: Family<SinkLabels, Counter>,
-    sink_pending: Family<SinkLabels, Gauge>,
+    pub(super) sink_writes: Family<SinkLabels, Counter>,
+    pub(super) sink_errors: Family<SinkLabels, Counter>,
+    pub(super) sink_retries: Family<SinkLabels, Counter>,
+    pub(super) sink_pending: Family<SinkLabels, Gauge>,
     sinks: Handles<Arc<SinkMetrics>>,
     /// Events re-ingested through `POST /v1/replay`.
     pub replayed: Counter,
@@ -209,7 +196,7 @@ pub struct Metrics {
     /// Subscribers cut off for falling too far behind.
     pub stream_cutoffs: Counter,
     pub stream_subscribers: Gauge,
-    unauthorized: Family<ScopeLabels, Counter>,
+    pub(super) unauthorized: Family<ScopeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -306,7 +293,6 @@ impl Metrics {
                 fuel: self.fuel.get_or_create_owned(&labels),
                 logs_rate_limited: logs("rate_limited"),
                 logs_over_cap: logs("invocation_cap"),
-                log_bucket: Mutex::new(TokenBucket::new()),
             })
         })
     }
@@ -373,231 +359,5 @@ impl Metrics {
 
     pub fn sinks(&self) -> Vec<(String, Arc<SinkMetrics>)> {
         self.sinks.all()
-    }
-}
-
-/// Values read at scrape time from outside the counters.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Live {
-    /// Events accepted and not yet fully handled; `None` while starting.
-    pub queue_depth: Option<u64>,
-    pub queue_capacity: Option<u64>,
-    /// Config and plugins loaded, workers running.
-    pub ready: bool,
-}
-
-/// Which text format to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Prometheus text format 0.0.4 (what every scraper reads).
-    Prometheus,
-    /// OpenMetrics 1.0 text, when the scraper asks for it.
-    OpenMetrics,
-}
-
-impl Format {
-    /// OpenMetrics if the `Accept` header names it, else Prometheus text.
-    pub fn from_accept(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
-            _ => Format::Prometheus,
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Prometheus => PROMETHEUS_CONTENT_TYPE,
-            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
-        }
-    }
-}
-
-/// A plain atomic of [`Stats`], exported as a counter.
-pub fn atomic(value: &AtomicU64) -> ConstCounter {
-    ConstCounter::new(value.load(Relaxed))
-}
-
-/// The whole exposition: every counter of `stats`, its labelled metrics,
-/// and the live values.
-pub fn render(stats: &Stats, live: Live, format: Format) -> String {
-    let m = &stats.metrics;
-    let mut r = Registry::with_prefix("switchyard");
-    r.register(
-        "build",
-        "switchyard build information",
-        Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
-    );
-    r.register(
-        "ready",
-        "1 once config and plugins are loaded and workers run (see /readyz)",
-        ConstGauge::new(i64::from(live.ready)),
-    );
-    r.register(
-        "events_ingested",
-        "Events accepted from producers, by source",
-        m.ingested.clone(),
-    );
-    r.register(
-        "events_replayed",
-        "Events re-ingested from the dead-letter log (POST /v1/replay); also counted as ingested",
-        m.replayed.clone(),
-    );
-    r.register(
-        "queue_full_refusals",
-        "Ingest requests refused with 503 because the queue was full",
-        atomic(&stats.refused_queue_full),
-    );
-    r.register(
-        "events_routed",
-        "Events (ingested or emitted) taken by a route, by route",
-        m.routed.clone(),
-    );
-    r.register(
-        "events_unmatched",
-        "Events (ingested or emitted) that no route matched",
-        atomic(&stats.unmatched),
-    );
-    r.register(
-        "events_emitted",
-        "Events emitted by plugins and routed",
-        atomic(&stats.emitted),
-    );
-    r.register(
-        "handler_invocations",
-        "Handler invocations, by plugin and outcome (ok or the failure kind)",
-        m.invocations.clone(),
-    );
-    r.register_with_unit(
-        "handler_duration",
-        "Wall-clock time of handler invocations, by plugin",
-        Unit::Seconds,
-        m.durations.clone(),
-    );
-    r.register(
-        "handler_fuel_used",
-        "Fuel (about one unit per wasm instruction) used per invocation, by plugin",
-        m.fuel.clone(),
-    );
-    r.register(
-        "plugin_log_lines_dropped",
-        "Plugin log lines dropped, by plugin and reason (rate_limited, invocation_cap)",
-        m.log_dropped.clone(),
-    );
-    if let Some(depth) = live.queue_depth {
-        r.register(
-            "queue_depth",
-            "Events accepted and not yet fully handled",
-            ConstGauge::new(depth as i64),
-        );
-    }
-    if let Some(cap) = live.queue_capacity {
-        r.register(
-            "queue_capacity",
-            "Events the queue holds before ingest answers 503",
-            ConstGauge::new(cap as i64),
-        );
-    }
-    r.register(
-        "dead_letters",
-        "Dead letters, by kind (failure kind or reason): written to the dead-letter log, or carried whole in the daemon's log when it could not take them (dead_letters_lost_total)",
-        m.dead_letters.clone(),
-    );
-    r.register(
-        "dead_letter_write_errors",
-        "Writes and flushes of the dead-letter log that failed (one per failed call)",
-        atomic(&stats.dead_letter_errors),
-    );
-    r.register(
-        "dead_letters_lost",
-        "Dead letters not written to the dead-letter log, each carried whole in the daemon's log",
-        atomic(&stats.dead_letters_lost),
-    );
-    r.register(
-        "sink_writes",
-        "Events written by a sink (lines written to its file or stdout, events its webhook receiver accepted), by sink; those it could not write or deliver are in sink_errors_total",
-        m.sink_writes.clone(),
-    );
-    r.register(
-        "sink_errors",
-        "Events a sink could not write or deliver (each dead-lettered), and failed flushes, by sink",
-        m.sink_errors.clone(),
-    );
-    r.register(
-        "sink_retries",
-        "Webhook requests that failed and were retried, by sink",
-        m.sink_retries.clone(),
-    );
-    r.register(
-        "sink_pending",
-        "Events in a webhook sink not yet delivered or dead-lettered, by sink",
-        m.sink_pending.clone(),
-    );
-    r.register(
-        "stream_subscribers",
-        "Open /v1/stream connections",
-        m.stream_subscribers.clone(),
-    );
-    r.register(
-        "stream_events_sent",
-        "Events handed to /v1/stream subscribers",
-        m.stream_sent.clone(),
-    );
-    r.register(
-        "stream_cutoffs",
-        "Stream subscribers cut off for falling too far behind",
-        m.stream_cutoffs.clone(),
-    );
-    r.register(
-        "http_unauthorized",
-        "Requests refused with 401, by token scope (ingest, admin)",
-        m.unauthorized.clone(),
-    );
-    stats.register_extra(&mut r);
-    let mut out = String::with_capacity(8 << 10);
-    let written = match format {
-        Format::Prometheus => prometheus_client::encoding::prometheus_text::encode(&mut out, &r),
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &r),
-    };
-    // Writing into a String cannot fail.
-    written.expect("encoding metrics into a String");
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handles_are_shared_with_the_family() {
-        let stats = Stats::default();
-        let m = &stats.metrics;
-        m.source("http").inc_by(3);
-        m.source("http").inc();
-        m.source("tail:/var/log/a.log").inc();
-        m.plugin("p")
-            .invocation(Err(FailureKind::OutOfFuel), 0.001, 5_000);
-        m.plugin("p").invocation(Ok(()), 0.002, 7_000);
-        assert_eq!(m.ingested_total(), 5);
-        let text = render(&stats, Live::default(), Format::Prometheus);
-        assert!(
-            text.contains("switchyard_events_ingested_total{source=\"http\"} 4\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("switchyard_handler_invocations_total{plugin=\"p\",outcome=\"out_of_fuel\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("switchyard_handler_invocations_total{plugin=\"p\",outcome=\"trap\"} 0\n"),
-            "every outcome exists from the start: {text}"
-        );
-        assert!(
-            text.contains("switchyard_handler_fuel_used_count{plugin=\"p\"} 2\n"),
-            "{text}"
-        );
-        assert!(text.contains("switchyard_reloads_total 0\n"), "{text}");
-        assert!(!text.contains("switchyard_queue_depth"), "absent while starting");
-        let om = render(&stats, Live::default(), Format::OpenMetrics);
-        assert!(om.ends_with("# EOF\n"));
     }
 }

@@ -26,10 +26,9 @@ use std::time::{Duration, SystemTime};
 use switchyard_sdk::abi;
 use wasmtime::{Caller, Extern, Linker};
 
-use super::host::{Deadline, HostState};
-
-/// The WASI preview 1 import module.
-pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+use super::wasi::MODULE as WASI_MODULE;
+use super::HostState;
+use crate::runtime::limits::Deadline;
 
 const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
