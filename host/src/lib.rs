@@ -39,11 +39,10 @@
 //! - [`daemon`]: wiring, readiness and graceful shutdown; [`stats`]: plain
 //!   counters; [`metrics`]: labelled metrics and the Prometheus exposition;
 //!   [`log_limit`]: the per-plugin rate limit on log lines and bytes.
-//! - [`check`] and [`plugin_run`]: the `check` and `plugin run` commands;
-//!   [`cli`]: the client commands `send`, `tail` and `dead-letter
-//!   list|replay` (with [`cli::marks`], the record of replayed lines).
+//! - [`cli`]: the commands, one module each: `run`, `check`, `plugin run`,
+//!   and the client commands `send`, `tail` and `dead-letter list|replay`
+//!   (with [`cli::marks`], the record of replayed lines).
 
-pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -53,7 +52,6 @@ pub mod envelope;
 pub mod http;
 pub mod log_limit;
 pub mod metrics;
-pub mod plugin_run;
 pub mod registry;
 pub mod reload;
 pub mod router;

@@ -37,7 +37,6 @@ use tokio::time::Instant;
 
 use super::{Sink, SinkContext, SinkError};
 use crate::config::{BatchFormat, HttpSinkConfig};
-use crate::dead_letter::reason;
 use crate::envelope::Event;
 use crate::metrics::SinkMetrics;
 
@@ -464,7 +463,6 @@ fn dead_letter(ctx: &SinkContext, sink: &str, batch: &[Bytes], message: &str) {
             // are carried in the log, by the dead-letter log itself.
             Ok(event) => {
                 let _ = dl.write_sink(&event, None, sink, message);
-                ctx.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
             Err(e) => {
                 crate::stats::Stats::add(&ctx.stats.sink_lines_unwritten, 1);
