@@ -216,8 +216,7 @@ fn plugin_run_ends_a_sleeping_handler_at_its_timeout() {
     let ev = dir.path().join("event.json");
     std::fs::write(&ev, r#"{"name": "slow.Nap"}"#).unwrap();
     let t = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["plugin", "run"])
+    let out = crate::harness::switchyard(["plugin", "run"])
         .arg(&wat)
         .arg("--event")
         .arg(&ev)

@@ -1,29 +1,30 @@
 //! The client commands as a user runs them: `send`, `tail`, and
-//! `dead-letter list|replay` against a daemon found through its config.
+//! `dead-letter list|replay` against a daemon found through its config;
+//! each of them into a closed pipe (`| head -1`).
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::fixtures;
-use crate::harness::{read_ndjson, TestDaemon};
+use crate::harness::{self, read_ndjson, wait_until, TestDaemon, PATIENCE};
 
 async fn switchyard(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(&args)
-            .env_remove("SWITCHYARD_URL")
-            .env_remove("SWITCHYARD_TOKEN")
-            .envs(env)
-            .output()
-            .unwrap()
+    let mut command = harness::switchyard(args);
+    command.envs(env);
+    harness::run(command).await
+}
+
+/// Waits until the live stream has `n` subscribers.
+async fn subscribed(d: &TestDaemon, n: u64) {
+    wait_until(format!("{n} stream subscriber(s)"), PATIENCE, async || {
+        d.get("/v1/stats").await.body["stream"]["subscribers"] == n
     })
-    .await
-    .unwrap()
+    .await;
 }
 
 fn args(a: &[&str]) -> Vec<String> {
@@ -43,8 +44,7 @@ async fn send_posts_and_tail_prints_what_matches() {
     let mut d = TestDaemon::start_in(dir).await;
     let url = format!("http://{}", d.addr);
 
-    let mut tail = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["tail", "--name", "a.*", "--url", &url])
+    let mut tail = harness::switchyard(["tail", "--name", "a.*", "--url", &url])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -56,11 +56,7 @@ async fn send_posts_and_tail_prints_what_matches() {
             let _ = tx.send(l);
         }
     });
-    let t = Instant::now();
-    while d.get("/v1/stats").await.body["stream"]["subscribers"] != 1 {
-        assert!(t.elapsed() < Duration::from_secs(20), "tail did not subscribe");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    subscribed(&d, 1).await;
 
     let token = vec![("SWITCHYARD_TOKEN", "s3nd".to_string())];
     let o = switchyard(
@@ -348,4 +344,145 @@ async fn dead_letter_replay_round_trip_never_doubles() {
     let marks = std::fs::read_to_string(d.path("dead.ndjson.replayed")).unwrap();
     assert_eq!(marks.lines().filter(|l| !l.starts_with('#')).count(), 4);
     d.shutdown().await;
+}
+
+/// `| head -1` after each command that prints on stdout: it ends as it
+/// would have with everything read (exit 0), with no error. `tail` is
+/// read for one line, as `head -1` reads it, and ends at its next event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_tail_and_dead_letter_end_quietly_when_their_reader_goes() {
+    use crate::cli::assert_quiet_exit;
+    use crate::harness::run_into_closed_pipe;
+    let route = "[[route]]\nname = \"r\"\nhandlers = [\"flaky\"]\n";
+    let mut d = TestDaemon::start(route, &[("flaky", fixtures::failing())]).await;
+    let cfg = d.path("router.toml");
+    let url = format!("http://{}", d.addr);
+
+    let mut tail = harness::switchyard(["tail", "--url", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    subscribed(&d, 1).await;
+    let out = run_into_closed_pipe(harness::switchyard(["send", "a.One", "--url", &url])).await;
+    assert_quiet_exit(&out, 0, "send");
+    let mut head = std::io::BufReader::new(tail.stdout.take().unwrap());
+    let mut first = String::new();
+    head.read_line(&mut first).unwrap();
+    assert!(first.contains("\"a.One\""), "{first}");
+    drop(head);
+    // The next event finds the pipe closed.
+    d.post_json("/v1/events", &serde_json::json!({"name": "a.Two"}))
+        .await;
+    let out = tokio::time::timeout(
+        PATIENCE,
+        tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("tail ends at its first write after its reader went")
+    .unwrap();
+    assert_quiet_exit(&out, 0, "tail | head -1");
+
+    wait_until("the dead letters", PATIENCE, async || d.dead_letters().len() == 2).await;
+    for rest in [&["list"][..], &["list", "--json"], &["replay", "--dry-run"]] {
+        let mut command = harness::switchyard(["dead-letter"]);
+        command.args(rest).arg("--config").arg(&cfg);
+        let out = run_into_closed_pipe(command).await;
+        assert_quiet_exit(&out, 0, &format!("dead-letter {}", rest.join(" ")));
+    }
+    d.shutdown().await;
+}
+
+/// A line of a tailed file that is not an event is a `bad_line` letter:
+/// `dead-letter list` shows it, `--kind` selects it, a replay leaves it
+/// out; `--kind` takes exactly the kinds there are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_list_shows_bad_lines_and_kind_takes_every_kind() {
+    use crate::tail::{append, Tail};
+    let source = "[[source.tail]]\npath = \"logs/app.log\"\nstart_at = \"beginning\"\n";
+    let mut t = Tail::setup(source, "");
+    let cfg = t.path("router.toml");
+    append(&t.path("logs/app.log"), "{\"name\":\"t.Fine\"}\nnot json\n");
+    t.start().await;
+    t.wait(30, "the bad line's dead letter", |t| t.dead().len() == 1)
+        .await;
+    t.stop().await;
+
+    let o = dead_letter(&cfg, &["list"]).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lines = stdout_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let file = t.path("logs/app.log");
+    assert!(
+        lines[0].starts_with("line 1\t")
+            && lines[0].contains(&format!("\tbad_line\tfile={} offset=18 len=8\t", file.display())),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        text(&o.stderr).contains("1 dead letter(s) in "),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = dead_letter(&cfg, &["list", "--kind", "bad_line", "--json"]).await;
+    let letters: Vec<Value> = stdout_lines(&o)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (
+            letters[0]["line"].as_u64(),
+            letters[0]["offset"].as_u64(),
+            letters[0]["replayed"].as_bool()
+        ),
+        (Some(1), Some(18), Some(false)),
+        "the letter keeps its own offset, of the line in the tailed file"
+    );
+    let o = dead_letter(&cfg, &["list", "--kind", "trap"]).await;
+    assert!(o.status.success() && stdout_lines(&o).is_empty());
+
+    let o = dead_letter(&cfg, &["replay", "--kind", "bad_line"]).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr)
+            .contains("1 bad_line letter(s) left out: a line that was not an event cannot be replayed")
+            && text(&o.stderr).contains("nothing to replay"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Every kind is accepted, and an unknown one is refused with the list.
+    let kinds = [
+        "trap",
+        "out_of_fuel",
+        "timeout",
+        "memory_limit",
+        "stack_overflow",
+        "handler_error",
+        "bad_abi",
+        "missing_keys",
+        "hop_limit",
+        "cascade_limit",
+        "unavailable",
+        "sink_error",
+        "bad_line",
+    ];
+    for kind in kinds {
+        let o = dead_letter(&cfg, &["list", "--kind", kind]).await;
+        assert!(o.status.success(), "--kind {kind}: {}", text(&o.stderr));
+    }
+    let o = dead_letter(&cfg, &["list", "--kind", "bad_lines"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("invalid value 'bad_lines' for '--kind <KIND>'")
+            && err.contains(&format!("[possible values: {}]", kinds.join(", "))),
+        "{err}"
+    );
+    let help = harness::run(harness::switchyard(["dead-letter", "list", "--help"])).await;
+    let help = text(&help.stdout);
+    for kind in kinds {
+        assert!(help.contains(&format!("- {kind}:")), "{kind} in {help}");
+    }
 }

@@ -8,6 +8,7 @@ mod access;
 mod bounds;
 mod cli;
 mod client_cli;
+mod config_errors;
 mod config_paths;
 mod conformance;
 mod failures;
