@@ -127,6 +127,14 @@ impl TestDaemon {
         }
     }
 
+    /// Waits until the live stream (`/v1/stream`) has `n` subscribers.
+    pub async fn subscribed(&self, n: u64) {
+        wait_until(format!("{n} stream subscriber(s)"), PATIENCE, async || {
+            self.get("/v1/stats").await.body["stream"]["subscribers"] == n
+        })
+        .await;
+    }
+
     /// The running daemon, for what only its insides show.
     pub fn daemon(&self) -> &Daemon {
         self.daemon.as_ref().expect("the daemon is running")

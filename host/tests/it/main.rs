@@ -8,6 +8,7 @@ mod access;
 mod bounds;
 mod cli;
 mod client_cli;
+mod closed_stdout;
 mod config_errors;
 mod config_paths;
 mod conformance;
