@@ -1,7 +1,7 @@
 //! Every command that prints on standard output, as `command | head -1`
 //! runs it: a reader that goes away ends the output, and the command exits
 //! as it would have with everything read, with no error (issue 11). The
-//! commands that print on stdout: `check`, `plugin run`, `--help`, `send`,
+//! commands that print on stdout: `check`, `plugin run`, `--help`, `--version`, `send`,
 //! `tail`, `dead-letter list` and `dead-letter replay --dry-run`.
 
 use std::io::BufRead;
@@ -53,8 +53,10 @@ async fn check_plugin_run_and_help_end_quietly_when_stdout_is_closed() {
         let out = run_into_closed_pipe(plugin("spin", json)).await;
         assert_quiet_exit(&out, 1, "plugin run of a plugin that fails: its outcome decides");
     }
-    let out = run_into_closed_pipe(switchyard(["--help"])).await;
-    assert_quiet_exit(&out, 0, "--help");
+    for flag in ["--help", "--version"] {
+        let out = run_into_closed_pipe(switchyard([flag])).await;
+        assert_quiet_exit(&out, 0, flag);
+    }
 }
 
 /// `| head -1` after each command that prints on stdout: it ends as it

@@ -159,6 +159,12 @@ max_line = "1KiB"
         t.counts().len() >= 3 && t.dead().len() >= 4
     })
     .await;
+    let (metrics, _) = crate::metrics::scrape(t.daemon()).await;
+    assert_eq!(
+        crate::metrics::sample(&metrics, "switchyard_dead_letters_total", &[("kind", "bad_line")]),
+        4.0,
+        "each letter counted once, by its kind"
+    );
     t.stop().await;
     assert_exactly_once(&t.counts(), 0..3);
     let dead = t.dead();
