@@ -6,6 +6,7 @@ mod fixtures;
 
 mod access;
 mod bounds;
+mod budgets;
 mod cli;
 mod client_cli;
 mod closed_stdout;
