@@ -1,6 +1,6 @@
 //! The `switchyard` command line: one module per command, the top layer of
 //! the crate (it may use any module; none uses it). `main.rs` parses [`Cli`]
-//! and calls [`run`].
+//! and calls [`run()`].
 //!
 //! - [`run`](mod@run): `switchyard run`, the daemon;
 //! - [`check`]: `switchyard check`, the config and every plugin;
@@ -28,6 +28,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The whole command line: global options and one command.
 #[derive(Parser)]
 #[command(
     name = "switchyard",
@@ -42,6 +43,7 @@ pub struct Cli {
     command: Command,
 }
 
+/// The commands; the doc comment of each is its `--help` line.
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
