@@ -28,7 +28,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// The whole command line: global options and one command.
+// The whole command line: global options and one command. (A plain comment:
+// a doc comment here would become the `--help` text.)
 #[derive(Parser)]
 #[command(
     name = "switchyard",
@@ -43,7 +44,7 @@ pub struct Cli {
     command: Command,
 }
 
-/// The commands; the doc comment of each is its `--help` line.
+// The commands; the doc comment of each is its `--help` line.
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
