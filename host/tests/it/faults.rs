@@ -302,15 +302,6 @@ fn line_count(path: &Path) -> usize {
     whole_lines(path).len()
 }
 
-fn signal(d: &Binary, sig: &str) {
-    let pid = d.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args([sig, &pid])
-        .status()
-        .unwrap()
-        .success());
-}
-
 /// logrotate's `create` + `postrotate kill -HUP`, then a plain `rm`, then
 /// `rm` + `POST /v1/reload`: the file sink and the dead-letter log write to
 /// a new file at their path each time, never into the renamed or deleted
@@ -329,7 +320,7 @@ async fn rotated_or_deleted_sink_files_and_dead_letter_log_are_written_anew() {
     // Rotated: renamed, then SIGHUP. The new files exist at once.
     std::fs::rename(&out, dir.path().join("out.ndjson.1")).unwrap();
     std::fs::rename(&dead, dir.path().join("dead.ndjson.1")).unwrap();
-    signal(&d, "-HUP");
+    d.signal("HUP");
     wait_until("SIGHUP to reopen the files", PATIENCE, async || {
         out.exists() && dead.exists()
     })

@@ -417,12 +417,7 @@ async fn sighup_reloads_and_the_daemon_keeps_serving() {
             .body
     };
     let before = stats(daemon.addr).await["reloads"].as_u64().unwrap();
-    let pid = daemon.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    daemon.signal("HUP");
     let t = Instant::now();
     while stats(daemon.addr).await["reloads"].as_u64().unwrap() == before {
         assert!(t.elapsed() < Duration::from_secs(5), "SIGHUP did not reload");
