@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::Config;
-use crate::dead_letter::{reason, DeadLetters};
+use crate::dead_letter::{DeadLetterKind, DeadLetters};
 use crate::envelope::{self, Event};
 use crate::config::StreamConfig;
 use crate::config::LogLimit;
@@ -531,7 +531,7 @@ impl Cascade<'_> {
             }
             if !m.missing.is_empty() {
                 let msg = format!("missing required data keys: {}", m.missing.join(", "));
-                self.dead_letter(event, route, None, reason::MISSING_KEYS, &msg);
+                self.dead_letter(event, route, None, DeadLetterKind::MissingKeys, &msg);
                 continue;
             }
             for name in &m.route.handlers {
@@ -542,7 +542,7 @@ impl Cascade<'_> {
                         .get(name)
                         .map_or("no such plugin file", String::as_str);
                     let msg = format!("plugin {name:?} is not loaded: {why}");
-                    self.dead_letter(event, route, Some(name), reason::UNAVAILABLE, &msg);
+                    self.dead_letter(event, route, Some(name), DeadLetterKind::Unavailable, &msg);
                     continue;
                 };
                 let cfg = &self.snapshot.config;
@@ -581,7 +581,7 @@ impl Cascade<'_> {
                                     hops + 1,
                                     self.snapshot.config.hop_limit
                                 );
-                                self.dead_letter(&child, route, Some(name), reason::HOP_LIMIT, &msg);
+                                self.dead_letter(&child, route, Some(name), DeadLetterKind::HopLimit, &msg);
                             } else {
                                 Stats::add(&stats.emitted, 1);
                                 if self.detailed {
@@ -592,7 +592,7 @@ impl Cascade<'_> {
                         }
                     }
                     Err(f) => {
-                        self.dead_letter(event, route, Some(name), f.kind.as_str(), &f.message);
+                        self.dead_letter(event, route, Some(name), f.kind.into(), &f.message);
                         if let Some(last) = self.report.handlers.last_mut() {
                             last.fuel_used = Some(inv.fuel_used);
                         }
@@ -626,7 +626,14 @@ impl Cascade<'_> {
                     let msg = format!("sink {sink:?}: {}", e.error);
                     divert(self.shared, sm, sink, Some((event, route)), e);
                     if mine {
-                        self.result(event, route, None, reason::SINK_ERROR, Some(&msg), None);
+                        self.result(
+                            event,
+                            route,
+                            None,
+                            DeadLetterKind::SinkError.as_str(),
+                            Some(&msg),
+                            None,
+                        );
                     }
                 }
             }
@@ -667,7 +674,13 @@ impl Cascade<'_> {
             .map(|(r, _)| r.clone())
             .unwrap_or_default();
         let plugin = self.refused_by.first().map(|(_, p)| p.clone());
-        self.dead_letter(root, &route, plugin.as_deref(), reason::CASCADE_LIMIT, &msg);
+        self.dead_letter(
+            root,
+            &route,
+            plugin.as_deref(),
+            DeadLetterKind::CascadeLimit,
+            &msg,
+        );
     }
 
     fn tag_version(&mut self, plugin: &Plugin) {
@@ -698,15 +711,21 @@ impl Cascade<'_> {
         }
     }
 
-    fn dead_letter(&mut self, event: &Event, route: &str, plugin: Option<&str>, kind: &str, message: &str) {
-        self.result(event, route, plugin, kind, Some(message), None);
+    fn dead_letter(
+        &mut self,
+        event: &Event,
+        route: &str,
+        plugin: Option<&str>,
+        kind: DeadLetterKind,
+        message: &str,
+    ) {
+        self.result(event, route, plugin, kind.as_str(), Some(message), None);
         // A failed write is counted, and the letters it could not write are
         // carried whole in the log, by the dead-letter log itself.
         let _ = self
             .shared
             .dead_letters
             .write(event, Some(route), plugin, kind, message);
-        self.shared.stats.metrics.dead_letter(kind).inc();
     }
 }
 
@@ -725,7 +744,6 @@ fn divert(shared: &Shared, sm: &SinkMetrics, sink: &str, current: Option<(&Event
             Ok(ev) => {
                 let route = current.filter(|(c, _)| c.id == ev.id).map(|(_, r)| r);
                 let _ = dl.write_sink(&ev, route, sink, &msg);
-                shared.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
             Err(err) => {
                 Stats::add(&shared.stats.sink_lines_unwritten, 1);

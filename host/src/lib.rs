@@ -44,11 +44,10 @@
 //!   counters declared once, labelled metrics, the Prometheus exposition
 //!   and the live-stream hub; [`log_limit`]: the settings of the
 //!   per-plugin rate limit on log lines and bytes.
-//! - [`check`] and [`plugin_run`]: the `check` and `plugin run` commands;
-//!   [`cli`]: the client commands `send`, `tail` and `dead-letter
-//!   list|replay` (with [`cli::marks`], the record of replayed lines).
+//! - [`cli`]: the commands, one module each: `run`, `check`, `plugin run`,
+//!   and the client commands `send`, `tail` and `dead-letter list|replay`
+//!   (with [`cli::marks`], the record of replayed lines).
 
-pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -57,7 +56,6 @@ pub mod dispatch;
 pub mod envelope;
 pub mod http;
 pub mod ndjson;
-pub mod plugin_run;
 pub mod registry;
 pub mod reload;
 pub mod router;

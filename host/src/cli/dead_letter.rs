@@ -3,6 +3,11 @@
 //! (`POST /v1/replay` on its admin address, keeping their id, time and
 //! source) and marks each accepted line in a sidecar file (see
 //! [`super::marks`]) so that a second replay does not send it again.
+//!
+//! `--kind` takes the names of [`DeadLetterKind`], the one list of kinds.
+//! A `bad_line` letter carries a tailed line that was not an event, not an
+//! event: it is listed, and a replay leaves it out (there is nothing to
+//! send).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +19,9 @@ use serde_json::{json, Value};
 
 use super::client::{self, Client};
 use super::marks::{Mark, Marks};
+use super::output;
 use crate::config::Config;
+use crate::dead_letter::DeadLetterKind;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -22,7 +29,9 @@ pub enum Command {
     List {
         #[command(flatten)]
         filter: Filter,
-        /// One JSON object per dead letter, with `line`, `offset` and `replayed` added.
+        /// One JSON object per dead letter, with `line`, `offset` (of the letter
+        /// in the log) and `replayed` added; a `bad_line` letter keeps its own
+        /// `offset` (of the line in the tailed file).
         #[arg(long)]
         json: bool,
     },
@@ -49,11 +58,20 @@ pub struct Filter {
     /// Only dead letters of this plugin.
     #[arg(long)]
     pub plugin: Option<String>,
-    /// Only this kind: a failure kind (trap, out_of_fuel, timeout, memory_limit,
-    /// stack_overflow, handler_error, bad_abi) or a reason (missing_keys,
-    /// hop_limit, cascade_limit, unavailable, sink_error).
-    #[arg(long)]
-    pub kind: Option<String>,
+    /// Only dead letters of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<DeadLetterKind>,
+}
+
+/// `--kind`'s values, help and errors list [`DeadLetterKind::ALL`].
+impl clap::ValueEnum for DeadLetterKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &DeadLetterKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(self.describe()))
+    }
 }
 
 /// One line of the dead-letter log.
@@ -65,8 +83,21 @@ pub struct Letter {
     pub value: Value,
 }
 
+impl Letter {
+    /// The letter's kind; `None` for a name this version does not know.
+    pub fn kind(&self) -> Option<DeadLetterKind> {
+        self.value.get("kind")?.as_str()?.parse().ok()
+    }
+
+    /// The event the letter carries (every kind but `bad_line` carries one).
+    pub fn event(&self) -> Option<&Value> {
+        self.value.get("event").filter(|e| e.is_object())
+    }
+}
+
 /// Every complete line of the log (a line still being written is left
-/// out); lines that are not dead letters are reported and skipped.
+/// out): letters with an event, and `bad_line` letters; other lines are
+/// reported and skipped.
 pub fn read_letters(path: &Path) -> anyhow::Result<Vec<Letter>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -85,13 +116,18 @@ pub fn read_letters(path: &Path) -> anyhow::Result<Vec<Letter>> {
             continue;
         }
         match serde_json::from_slice::<Value>(line) {
-            Ok(v) if v.get("event").is_some_and(Value::is_object) => out.push(Letter {
-                line: number,
-                mark: Mark::of(here, line),
-                value: v,
-            }),
+            Ok(v)
+                if v.get("event").is_some_and(Value::is_object)
+                    || v["kind"] == DeadLetterKind::BadLine.as_str() =>
+            {
+                out.push(Letter {
+                    line: number,
+                    mark: Mark::of(here, line),
+                    value: v,
+                })
+            }
             Ok(_) => eprintln!(
-                "{}:{number}: not a dead letter (no \"event\" object); skipped",
+                "{}:{number}: not a dead letter (no \"event\" object, not a bad_line letter); skipped",
                 path.display()
             ),
             Err(e) => eprintln!("{}:{number}: not JSON ({e}); skipped", path.display()),
@@ -101,10 +137,10 @@ pub fn read_letters(path: &Path) -> anyhow::Result<Vec<Letter>> {
 }
 
 impl Filter {
-    fn matches(&self, v: &Value) -> bool {
-        let field = |k: &str| v.get(k).and_then(Value::as_str);
-        self.plugin.as_deref().is_none_or(|p| field("plugin") == Some(p))
-            && self.kind.as_deref().is_none_or(|k| field("kind") == Some(k))
+    fn matches(&self, l: &Letter) -> bool {
+        let plugin = l.value.get("plugin").and_then(Value::as_str);
+        self.plugin.as_deref().is_none_or(|p| plugin == Some(p))
+            && self.kind.is_none_or(|k| l.kind() == Some(k))
     }
 
     fn config(&self) -> anyhow::Result<Config> {
@@ -128,19 +164,22 @@ fn list(filter: &Filter, as_json: bool) -> anyhow::Result<ExitCode> {
     let config = filter.config()?;
     let path = &config.dead_letter;
     let marks = Marks::read(path)?;
+    let mut out = output::stdout();
     let (mut shown, mut replayed) = (0, 0);
-    for l in read_letters(path)?.iter().filter(|l| filter.matches(&l.value)) {
+    for l in read_letters(path)?.iter().filter(|l| filter.matches(l)) {
         let done = marks.contains(&l.mark);
         shown += 1;
         replayed += usize::from(done);
         if as_json {
             let mut v = l.value.clone();
             v["line"] = json!(l.line);
-            v["offset"] = json!(l.mark.offset);
+            if l.event().is_some() {
+                v["offset"] = json!(l.mark.offset);
+            }
             v["replayed"] = json!(done);
-            println!("{v}");
+            out.line(v)?;
         } else {
-            println!("{}", describe(l, done));
+            out.line(describe(l, done))?;
         }
     }
     if !as_json {
@@ -153,25 +192,34 @@ fn list(filter: &Filter, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `line 3  2026-…Z  handler_error  plugin=x route=y  deals.DealClick 01J…  message`
+/// `line 3  2026-…Z  handler_error  plugin=x route=y  deals.DealClick 01J…  message`,
+/// or for a line of a tailed file that was not an event
+/// `line 4  2026-…Z  bad_line  file=/var/log/app.log offset=120  unparsable  message`.
 fn describe(l: &Letter, replayed: bool) -> String {
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    let field = |v: &Value, k: &str| match v.get(k) {
+        Some(Value::String(x)) => Some(x.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let s = |v: &Value, k: &str| field(v, k).unwrap_or_else(|| "-".to_string());
     let v = &l.value;
-    let e = &v["event"];
-    let mut who = Vec::new();
-    for k in ["plugin", "sink", "route"] {
-        if let Some(x) = v.get(k).and_then(Value::as_str) {
-            who.push(format!("{k}={x}"));
-        }
-    }
+    let (keys, what) = match l.event() {
+        Some(e) => (
+            ["plugin", "sink", "route"],
+            format!("{} {}", s(e, "name"), s(e, "id")),
+        ),
+        None => (["file", "offset", "len"], s(v, "reason")),
+    };
+    let who: Vec<String> = keys
+        .iter()
+        .filter_map(|k| Some(format!("{k}={}", field(v, k)?)))
+        .collect();
     format!(
-        "line {}\t{}\t{}\t{}\t{} {}\t{}{}",
+        "line {}\t{}\t{}\t{}\t{what}\t{}{}",
         l.line,
         s(v, "time"),
         s(v, "kind"),
         who.join(" "),
-        s(e, "name"),
-        s(e, "id"),
         s(v, "message"),
         if replayed { "\t[replayed]" } else { "" }
     )
@@ -187,17 +235,24 @@ fn replay(filter: &Filter, url: Option<String>, batch: usize, dry_run: bool) -> 
     } else {
         Marks::lock(&path)?
     };
-    let pending: Vec<Letter> = read_letters(&path)?
+    let (pending, lines): (Vec<Letter>, Vec<Letter>) = read_letters(&path)?
         .into_iter()
-        .filter(|l| filter.matches(&l.value) && !marks.contains(&l.mark))
-        .collect();
+        .filter(|l| filter.matches(l) && !marks.contains(&l.mark))
+        .partition(|l| l.event().is_some());
+    if !lines.is_empty() {
+        eprintln!(
+            "{} bad_line letter(s) left out: a line that was not an event cannot be replayed",
+            lines.len()
+        );
+    }
     if pending.is_empty() {
         eprintln!("nothing to replay in {} (with these filters)", path.display());
         return Ok(ExitCode::SUCCESS);
     }
     if dry_run {
+        let mut out = output::stdout();
         for l in &pending {
-            println!("{}", describe(l, false));
+            out.line(describe(l, false))?;
         }
         eprintln!("{} dead letter(s) would be replayed to {url}", pending.len());
         return Ok(ExitCode::SUCCESS);
@@ -307,31 +362,59 @@ mod tests {
         let p = dir.path().join("dl.ndjson");
         let a = r#"{"event":{"id":"1","name":"a.A"},"kind":"trap","plugin":"p"}"#;
         let b = r#"{"event":{"id":"2","name":"a.B"},"kind":"timeout","plugin":"q"}"#;
-        std::fs::write(&p, format!("{a}\nnot json\n{b}\n{{\"event\":{{\"id\":\"3\"")).unwrap();
+        let c = r#"{"time":"t","kind":"bad_line","reason":"unparsable","message":"not JSON","source":"tail:/l/a.log","file":"/l/a.log","offset":7,"len":3,"line":"{x}"}"#;
+        std::fs::write(
+            &p,
+            format!("{a}\nnot json\n{{\"kind\":\"trap\"}}\n{b}\n{c}\n{{\"event\":{{\"id\":\"3\""),
+        )
+        .unwrap();
         let letters = read_letters(&p).unwrap();
         assert_eq!(
             letters.len(),
-            2,
-            "the bad line and the unfinished last line are left out"
+            3,
+            "the bad lines and the unfinished last line are left out"
         );
         assert_eq!((letters[0].line, letters[0].mark.offset), (1, 0));
-        assert_eq!(letters[1].line, 3);
+        assert_eq!(letters[1].line, 4);
         assert_eq!(
             letters[1].mark,
-            Mark::of((a.len() + 1 + "not json\n".len()) as u64, b.as_bytes())
+            Mark::of(
+                (a.len() + 1 + "not json\n".len() + "{\"kind\":\"trap\"}\n".len()) as u64,
+                b.as_bytes()
+            )
         );
-        let f = Filter {
+        assert_eq!(
+            letters.iter().map(Letter::kind).collect::<Vec<_>>(),
+            [
+                Some(DeadLetterKind::Failure(crate::runtime::FailureKind::Trap)),
+                Some(DeadLetterKind::Failure(crate::runtime::FailureKind::Timeout)),
+                Some(DeadLetterKind::BadLine)
+            ]
+        );
+        assert!(letters[2].event().is_none());
+        let filter = |plugin: Option<&str>, kind: Option<DeadLetterKind>| Filter {
             config: "x".into(),
-            plugin: Some("q".into()),
-            kind: None,
+            plugin: plugin.map(str::to_string),
+            kind,
         };
-        assert!(!f.matches(&letters[0].value) && f.matches(&letters[1].value));
-        let f = Filter {
-            config: "x".into(),
-            plugin: None,
-            kind: Some("trap".into()),
-        };
-        assert!(f.matches(&letters[0].value) && !f.matches(&letters[1].value));
+        let picked = |f: Filter| letters.iter().map(|l| f.matches(l)).collect::<Vec<_>>();
+        assert_eq!(picked(filter(Some("q"), None)), [false, true, false]);
+        assert_eq!(
+            picked(filter(None, Some("trap".parse().unwrap()))),
+            [true, false, false]
+        );
+        assert_eq!(
+            picked(filter(None, Some(DeadLetterKind::BadLine))),
+            [false, false, true]
+        );
+        assert_eq!(
+            describe(&letters[2], false),
+            "line 5\tt\tbad_line\tfile=/l/a.log offset=7 len=3\tunparsable\tnot JSON"
+        );
+        assert_eq!(
+            describe(&letters[0], true),
+            "line 1\t-\ttrap\tplugin=p\ta.A 1\t-\t[replayed]"
+        );
         assert!(read_letters(&dir.path().join("none")).unwrap().is_empty());
     }
 }

@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let answer = client::runtime()?.block_on(c.json(Method::POST, path, Some("application/json"), body))?;
     if answer.status.is_success() {
-        println!("{}", answer.body);
+        super::output::stdout().line(&answer.body)?;
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(

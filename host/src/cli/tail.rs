@@ -10,6 +10,7 @@ use hyper::Method;
 use serde_json::Value;
 
 use super::client::Target;
+use super::output::{self, Output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,8 +31,10 @@ pub enum End {
 }
 
 /// Handles one line of the stream: an event goes to `out`; a final control
-/// line (`{"error": .., "reason": ..}`) ends the stream.
-pub fn line(line: &[u8], out: &mut impl Write) -> anyhow::Result<Option<End>> {
+/// line (`{"error": .., "reason": ..}`) ends the stream. Errors: writing to
+/// `out` failed ([`Closed`](super::output::Closed) when its reader went
+/// away: the listener has what it wanted, and the command exits 0).
+pub fn line(line: &[u8], out: &mut Output<impl Write>) -> anyhow::Result<Option<End>> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         // A heartbeat.
@@ -49,9 +52,7 @@ pub fn line(line: &[u8], out: &mut impl Write) -> anyhow::Result<Option<End>> {
             }
         }
     }
-    out.write_all(line)?;
-    out.write_all(b"\n")?;
-    out.flush()?;
+    out.bytes_line(line)?;
     Ok(None)
 }
 
@@ -86,8 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
+        let mut out = output::stdout();
         while let Some(frame) = body.frame().await {
             let frame = frame.context("the stream broke off")?;
             let Ok(data) = frame.into_data() else { continue };
@@ -117,13 +117,13 @@ mod tests {
 
     #[test]
     fn lines() {
-        let mut out = Vec::new();
+        let mut out = Output::new(Vec::new());
         assert_eq!(line(b"", &mut out).unwrap(), None);
         assert_eq!(line(br#"{"id":"1","name":"a.B"}"#, &mut out).unwrap(), None);
         assert_eq!(
             line(br#"{"error":"cut off: slow","reason":"cut_off"}"#, &mut out).unwrap(),
             Some(End::CutOff("cut off: slow".into()))
         );
-        assert_eq!(out, b"{\"id\":\"1\",\"name\":\"a.B\"}\n");
+        assert_eq!(out.into_inner(), b"{\"id\":\"1\",\"name\":\"a.B\"}\n");
     }
 }

@@ -1,6 +1,6 @@
 //! The `check` and `plugin run` commands, as a user runs them.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -8,10 +8,7 @@ use crate::fixtures;
 use crate::harness::write_setup;
 
 fn switchyard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .output()
-        .unwrap()
+    crate::harness::switchyard(args).output().unwrap()
 }
 
 #[test]

@@ -3,27 +3,19 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::fixtures;
-use crate::harness::{read_ndjson, TestDaemon};
+use crate::harness::{self, read_ndjson, TestDaemon};
 
 async fn switchyard(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(&args)
-            .env_remove("SWITCHYARD_URL")
-            .env_remove("SWITCHYARD_TOKEN")
-            .envs(env)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let mut command = harness::switchyard(args);
+    command.envs(env);
+    harness::run(command).await
 }
 
 fn args(a: &[&str]) -> Vec<String> {
@@ -43,8 +35,7 @@ async fn send_posts_and_tail_prints_what_matches() {
     let mut d = TestDaemon::start_in(dir).await;
     let url = format!("http://{}", d.addr);
 
-    let mut tail = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["tail", "--name", "a.*", "--url", &url])
+    let mut tail = harness::switchyard(["tail", "--name", "a.*", "--url", &url])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -56,11 +47,7 @@ async fn send_posts_and_tail_prints_what_matches() {
             let _ = tx.send(l);
         }
     });
-    let t = Instant::now();
-    while d.get("/v1/stats").await.body["stream"]["subscribers"] != 1 {
-        assert!(t.elapsed() < Duration::from_secs(20), "tail did not subscribe");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    d.subscribed(1).await;
 
     let token = vec![("SWITCHYARD_TOKEN", "s3nd".to_string())];
     let o = switchyard(
@@ -348,4 +335,98 @@ async fn dead_letter_replay_round_trip_never_doubles() {
     let marks = std::fs::read_to_string(d.path("dead.ndjson.replayed")).unwrap();
     assert_eq!(marks.lines().filter(|l| !l.starts_with('#')).count(), 4);
     d.shutdown().await;
+}
+
+/// A line of a tailed file that is not an event is a `bad_line` letter:
+/// `dead-letter list` shows it, `--kind` selects it, a replay leaves it
+/// out; `--kind` takes exactly the kinds there are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_list_shows_bad_lines_and_kind_takes_every_kind() {
+    use crate::tail::{append, Tail};
+    let source = "[[source.tail]]\npath = \"logs/app.log\"\nstart_at = \"beginning\"\n";
+    let mut t = Tail::setup(source, "");
+    let cfg = t.path("router.toml");
+    append(&t.path("logs/app.log"), "{\"name\":\"t.Fine\"}\nnot json\n");
+    t.start().await;
+    t.wait(30, "the bad line's dead letter", |t| t.dead().len() == 1)
+        .await;
+    t.stop().await;
+
+    let o = dead_letter(&cfg, &["list"]).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lines = stdout_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let file = t.path("logs/app.log");
+    assert!(
+        lines[0].starts_with("line 1\t")
+            && lines[0].contains(&format!("\tbad_line\tfile={} offset=18 len=8\t", file.display())),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        text(&o.stderr).contains("1 dead letter(s) in "),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = dead_letter(&cfg, &["list", "--kind", "bad_line", "--json"]).await;
+    let letters: Vec<Value> = stdout_lines(&o)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (
+            letters[0]["line"].as_u64(),
+            letters[0]["offset"].as_u64(),
+            letters[0]["replayed"].as_bool()
+        ),
+        (Some(1), Some(18), Some(false)),
+        "the letter keeps its own offset, of the line in the tailed file"
+    );
+    let o = dead_letter(&cfg, &["list", "--kind", "trap"]).await;
+    assert!(o.status.success() && stdout_lines(&o).is_empty());
+
+    let o = dead_letter(&cfg, &["replay", "--kind", "bad_line"]).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr)
+            .contains("1 bad_line letter(s) left out: a line that was not an event cannot be replayed")
+            && text(&o.stderr).contains("nothing to replay"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Every kind is accepted, and an unknown one is refused with the list.
+    let kinds = [
+        "trap",
+        "out_of_fuel",
+        "timeout",
+        "memory_limit",
+        "stack_overflow",
+        "handler_error",
+        "bad_abi",
+        "missing_keys",
+        "hop_limit",
+        "cascade_limit",
+        "unavailable",
+        "sink_error",
+        "bad_line",
+    ];
+    for kind in kinds {
+        let o = dead_letter(&cfg, &["list", "--kind", kind]).await;
+        assert!(o.status.success(), "--kind {kind}: {}", text(&o.stderr));
+    }
+    let o = dead_letter(&cfg, &["list", "--kind", "bad_lines"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("invalid value 'bad_lines' for '--kind <KIND>'")
+            && err.contains(&format!("[possible values: {}]", kinds.join(", "))),
+        "{err}"
+    );
+    let help = harness::run(harness::switchyard(["dead-letter", "list", "--help"])).await;
+    let help = text(&help.stdout);
+    for kind in kinds {
+        assert!(help.contains(&format!("- {kind}:")), "{kind} in {help}");
+    }
 }

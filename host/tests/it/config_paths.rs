@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::Binary;
+use crate::harness::{lazy, switchyard, wait_until, Binary, PATIENCE};
 use crate::tail::{append, assert_exactly_once, lines, Tail};
 
 const AT_END: &str = r#"
@@ -18,9 +18,8 @@ start_at = "end"
 /// Runs `switchyard run --config <config>` from `cwd` and expects it to be
 /// refused: a non-zero exit within 60 s, its log naming the lock.
 fn assert_refused(cwd: &Path, config: &Path) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let mut child = switchyard(["run", "--config"])
         .current_dir(cwd)
-        .args(["run", "--config"])
         .arg(config)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -49,21 +48,14 @@ fn assert_refused(cwd: &Path, config: &Path) {
 }
 
 async fn wait_for(t: &Tail, expected: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while t.out().len() < expected {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {:?}",
-            t.counts()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = lazy(|| format!("{what}: {:?}", t.counts()));
+    wait_until(what, PATIENCE, async || t.out().len() >= expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkpoint_and_lock_do_not_depend_on_how_the_config_is_spelled() {
     let t = Tail::setup(AT_END, "");
-    let root = t.dir.path().to_path_buf();
+    let root = t.root().to_path_buf();
     let parent = root.parent().unwrap();
     let name = root.file_name().unwrap();
     append(&t.path("logs/app.log"), &lines(0..5));

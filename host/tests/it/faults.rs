@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::fixtures;
-use crate::harness::{request, Binary};
+use crate::harness::{request, wait_until, Binary, PATIENCE};
 
 /// A small tmpfs mounted for one test, unmounted when dropped.
 pub struct Tmpfs {
@@ -302,26 +302,6 @@ fn line_count(path: &Path) -> usize {
     whole_lines(path).len()
 }
 
-fn signal(d: &Binary, sig: &str) {
-    let pid = d.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args([sig, &pid])
-        .status()
-        .unwrap()
-        .success());
-}
-
-pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// logrotate's `create` + `postrotate kill -HUP`, then a plain `rm`, then
 /// `rm` + `POST /v1/reload`: the file sink and the dead-letter log write to
 /// a new file at their path each time, never into the renamed or deleted
@@ -340,8 +320,11 @@ async fn rotated_or_deleted_sink_files_and_dead_letter_log_are_written_anew() {
     // Rotated: renamed, then SIGHUP. The new files exist at once.
     std::fs::rename(&out, dir.path().join("out.ndjson.1")).unwrap();
     std::fs::rename(&dead, dir.path().join("dead.ndjson.1")).unwrap();
-    signal(&d, "-HUP");
-    wait_for("SIGHUP to reopen the files", || out.exists() && dead.exists()).await;
+    d.signal("HUP");
+    wait_until("SIGHUP to reopen the files", PATIENCE, async || {
+        out.exists() && dead.exists()
+    })
+    .await;
     post_to(&d, wait, "sink.Event", 20).await;
     post_to(&d, wait, "trap.Event", 20).await;
     assert_eq!((line_count(&out), line_count(&dead)), (20, 20));

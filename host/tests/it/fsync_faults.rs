@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::faults::{wait_for, Tmpfs};
-use crate::harness::Binary;
+use crate::faults::Tmpfs;
+use crate::harness::{wait_until, Binary, PATIENCE};
 
 /// An ext4 filesystem on a loop device whose backing file lives on a tmpfs
 /// with no room left: writes succeed into the page cache, and fsync fails
@@ -145,7 +145,7 @@ path = "{}"
 
     write_config(Path::new("out.ndjson"));
     let mut d = Binary::start(&config);
-    wait_for("the lines again, on a sound disk", || {
+    wait_until("the lines again, on a sound disk", PATIENCE, async || {
         crate::tail::seq_counts(&dir.path().join("out.ndjson")).len() == 100
     })
     .await;

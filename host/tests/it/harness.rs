@@ -1,8 +1,15 @@
-//! Starts the daemon in-process on 127.0.0.1:0 with a config and WAT plugins
-//! in a temporary folder, and talks to it over real HTTP.
+//! The one harness of the integration tests: the daemon in-process
+//! ([`TestDaemon`], on 127.0.0.1:0 with a config and WAT plugins in a
+//! temporary folder) or as the real binary ([`Binary`]), talked to over
+//! real HTTP; the `switchyard` command line ([`switchyard`], [`run`]); and
+//! [`wait_until`], the one way to wait for something to happen.
 
+use std::ffi::OsStr;
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,6 +19,67 @@ use serde_json::Value;
 use switchyard::config::Config;
 use switchyard::daemon::Daemon;
 use tempfile::TempDir;
+
+/// How long a test waits for what should happen promptly (a daemon to
+/// start or stop, an event to be handled) before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `done` every 20 ms until it holds; fails after `within`, naming
+/// `what` (formatted then, so it may show the state at the timeout).
+pub async fn wait_until(what: impl Display, within: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let t = Instant::now();
+    while !done().await {
+        assert!(
+            t.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A description for [`wait_until`] made only when it is shown, so that
+/// it can tell the state at the timeout.
+pub fn lazy(describe: impl Fn() -> String) -> impl Display {
+    struct Lazy<F>(F);
+    impl<F: Fn() -> String> Display for Lazy<F> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&(self.0)())
+        }
+    }
+    Lazy(describe)
+}
+
+/// The `switchyard` binary with `args`, as a user runs it: without the
+/// test process's `SWITCHYARD_URL` and `SWITCHYARD_TOKEN`.
+pub fn switchyard<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
+        .args(args)
+        .env_remove("SWITCHYARD_URL")
+        .env_remove("SWITCHYARD_TOKEN");
+    command
+}
+
+/// Runs `command` to its end off the async runtime (the daemon it talks to
+/// may be in this process) and returns what it printed.
+pub async fn run(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Runs `command` as `command | head -0` would: its standard output is a
+/// pipe whose reader has gone before anything was written.
+pub async fn run_into_closed_pipe(mut command: Command) -> Output {
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    drop(child.stdout.take());
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
 
 pub struct TestDaemon {
     pub dir: TempDir,
@@ -48,12 +116,28 @@ impl TestDaemon {
     /// Starts the daemon on a folder made earlier (e.g. to restart it).
     pub async fn start_in(dir: TempDir) -> TestDaemon {
         let config = Config::load(&dir.path().join("router.toml")).unwrap_or_else(|e| panic!("{e}"));
-        let daemon = Daemon::start(config).await.unwrap();
+        let daemon = tokio::time::timeout(PATIENCE, Daemon::start(config))
+            .await
+            .unwrap_or_else(|_| panic!("the daemon did not start within {PATIENCE:?}"))
+            .unwrap();
         TestDaemon {
             addr: daemon.addr(),
             dir,
             daemon: Some(daemon),
         }
+    }
+
+    /// Waits until the live stream (`/v1/stream`) has `n` subscribers.
+    pub async fn subscribed(&self, n: u64) {
+        wait_until(format!("{n} stream subscriber(s)"), PATIENCE, async || {
+            self.get("/v1/stats").await.body["stream"]["subscribers"] == n
+        })
+        .await;
+    }
+
+    /// The running daemon, for what only its insides show.
+    pub fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().expect("the daemon is running")
     }
 
     /// The `[admin] listen` address, when configured.
@@ -74,7 +158,10 @@ impl TestDaemon {
     /// Drains the queue and stops; everything accepted is then on disk.
     pub async fn shutdown(&mut self) {
         if let Some(d) = self.daemon.take() {
-            d.shutdown().await.unwrap();
+            tokio::time::timeout(PATIENCE, d.shutdown())
+                .await
+                .unwrap_or_else(|_| panic!("the daemon did not stop within {PATIENCE:?}"))
+                .unwrap();
         }
     }
 
@@ -215,12 +302,11 @@ impl Binary {
 
     fn spawn(config: &Path, global: &[&str], early: bool, cwd: Option<&Path>) -> Binary {
         use std::io::BufRead;
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        let mut command = switchyard(global);
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
         }
         let mut child = command
-            .args(global)
             .args(["run", "--config"])
             .arg(config)
             .env("SWITCHYARD_LOG", "info")

@@ -241,8 +241,7 @@ fn check_names_the_plugin_over_the_size_limit() {
         .unwrap()
         .replace("[plugins]\n", "[plugins]\nmax_file_size = \"100B\"\n");
     std::fs::write(&cfg, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["check", "--config"])
+    let out = crate::harness::switchyard(["check", "--config"])
         .arg(&cfg)
         .output()
         .unwrap();

@@ -6,8 +6,11 @@ mod fixtures;
 
 mod access;
 mod bounds;
+mod budgets;
 mod cli;
 mod client_cli;
+mod closed_stdout;
+mod config_errors;
 mod config_paths;
 mod conformance;
 mod failures;

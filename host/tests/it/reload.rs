@@ -357,7 +357,7 @@ handlers = ["ver", "later"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_start_reads_compiled_modules_from_the_cache() {
     let plugins: Vec<(&str, String)> = (0..3).map(|i| (["a", "b", "c"][i], version(i))).collect();
-    let mut first = TestDaemon::start(
+    let first = TestDaemon::start(
         ROUTES.replace("\"ver\"", "\"a\", \"b\", \"c\"").as_str(),
         &plugins,
     )
@@ -367,44 +367,36 @@ async fn second_start_reads_compiled_modules_from_the_cache() {
         (s["plugins_compiled"].as_u64(), s["plugins_from_cache"].as_u64()),
         (Some(3), Some(0))
     );
-    first.shutdown().await;
-    let config = switchyard::config::Config::load(&first.path("router.toml")).unwrap();
-    let second = switchyard::daemon::Daemon::start(config).await.unwrap();
-    let s = crate::harness::request(second.addr(), "GET", "/v1/stats", &[], Vec::new())
-        .await
-        .body;
+    let second = TestDaemon::start_in(first.stop().await).await;
+    let s = second.get("/v1/stats").await.body;
     assert_eq!(
         (s["plugins_compiled"].as_u64(), s["plugins_from_cache"].as_u64()),
         (Some(0), Some(3)),
         "{s}"
     );
-    second.shutdown().await.unwrap();
+    let dir = second.stop().await;
 
     // A corrupt entry is detected and rebuilt, never trusted.
-    let cache = first.path("data/compiled");
+    let cache = dir.path().join("data/compiled");
     let entry = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
     let mut bytes = std::fs::read(&entry).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x5a;
     std::fs::write(&entry, &bytes).unwrap();
-    let config = switchyard::config::Config::load(&first.path("router.toml")).unwrap();
-    let third = switchyard::daemon::Daemon::start(config).await.unwrap();
-    let s = crate::harness::request(third.addr(), "GET", "/v1/stats", &[], Vec::new())
-        .await
-        .body;
+    let mut third = TestDaemon::start_in(dir).await;
+    let s = third.get("/v1/stats").await.body;
     assert_eq!(
         (s["plugins_compiled"].as_u64(), s["plugins_from_cache"].as_u64()),
         (Some(1), Some(2)),
         "{s}"
     );
-    let r = crate::harness::request(
-        third.addr(),
-        "POST",
-        "/v1/events?wait=true",
-        &[("content-type", "application/json")],
-        br#"{"name":"work.X"}"#.to_vec(),
-    )
-    .await;
+    let r = third
+        .post(
+            "/v1/events?wait=true",
+            Some("application/json"),
+            r#"{"name":"work.X"}"#,
+        )
+        .await;
     let outcomes: Vec<&str> = r.body["events"][0]["handlers"]
         .as_array()
         .unwrap()
@@ -412,7 +404,7 @@ async fn second_start_reads_compiled_modules_from_the_cache() {
         .map(|h| h["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["ok", "ok", "ok"]);
-    third.shutdown().await.unwrap();
+    third.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,12 +417,7 @@ async fn sighup_reloads_and_the_daemon_keeps_serving() {
             .body
     };
     let before = stats(daemon.addr).await["reloads"].as_u64().unwrap();
-    let pid = daemon.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    daemon.signal("HUP");
     let t = Instant::now();
     while stats(daemon.addr).await["reloads"].as_u64().unwrap() == before {
         assert!(t.elapsed() < Duration::from_secs(5), "SIGHUP did not reload");

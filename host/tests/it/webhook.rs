@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::fixtures;
-use crate::harness::TestDaemon;
+use crate::harness::{wait_until, TestDaemon, PATIENCE};
 use crate::metrics::{sample, scrape};
 
 #[derive(Default)]
@@ -103,17 +103,6 @@ headers = {{ "X-Test" = "yes" }}
     )
 }
 
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn post_events(d: &TestDaemon, n: usize) -> Vec<String> {
     let batch: Vec<Value> = (0..n)
         .map(|i| json!({"name": "w.Event", "data": {"i": i}}))
@@ -133,7 +122,7 @@ async fn a_receiver_that_fails_at_first_gets_everything_in_order() {
     let (addr, seen) = receiver(StatusCode::SERVICE_UNAVAILABLE, Some(3)).await;
     let mut d = TestDaemon::start_with(&config(addr, 5), &[("log", fixtures::logger())], "workers = 1").await;
     let ids = post_events(&d, 10).await;
-    wait_until("delivery", || {
+    wait_until("delivery", PATIENCE, async || {
         seen.lock().unwrap().delivered.iter().map(Vec::len).sum::<usize>() >= ids.len()
     })
     .await;
@@ -266,7 +255,10 @@ async fn retry_gap(fail: StatusCode, retry_after: RetryAfter, max_retry_after: &
     let toml = format!("{}max_retry_after = \"{max_retry_after}\"\n", config(addr, 3));
     let mut d = TestDaemon::start_with(&toml, &[("log", fixtures::logger())], "workers = 1").await;
     post_events(&d, 1).await;
-    wait_until("the retry", || seen.lock().unwrap().delivered.len() == 1).await;
+    wait_until("the retry", PATIENCE, async || {
+        seen.lock().unwrap().delivered.len() == 1
+    })
+    .await;
     d.shutdown().await;
     let s = seen.lock().unwrap();
     assert_eq!(s.requests, 2, "one failure, one retry");
@@ -310,7 +302,10 @@ async fn a_huge_retry_after_is_capped_and_the_event_dead_lettered_at_shutdown() 
     let toml = format!("{}max_retry_after = \"7days\"\n", config(addr, 3));
     let mut d = TestDaemon::start_with(&toml, &[("log", fixtures::logger())], "workers = 1").await;
     let ids = post_events(&d, 1).await;
-    wait_until("the first attempt", || seen.lock().unwrap().requests == 1).await;
+    wait_until("the first attempt", PATIENCE, async || {
+        seen.lock().unwrap().requests == 1
+    })
+    .await;
     // Waiting for the retry, which is days away, while still serving.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stats = d.get("/v1/stats").await.body;
@@ -355,12 +350,15 @@ async fn an_undeliverable_webhook_event_makes_the_exit_status_3() {
         assert_eq!(r.status, 200, "{}", r.body);
         let dead = dir.path().join("dead.ndjson");
         if wait_dead {
-            wait_until("the dead letter", || {
+            wait_until("the dead letter", PATIENCE, async || {
                 !crate::harness::read_ndjson(&dead).is_empty()
             })
             .await;
         } else {
-            wait_until("the first attempt", || seen.lock().unwrap().requests >= 1).await;
+            wait_until("the first attempt", PATIENCE, async || {
+                seen.lock().unwrap().requests >= 1
+            })
+            .await;
         }
         let status = bin.terminate().await;
         (

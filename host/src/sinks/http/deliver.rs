@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use super::retry::{backoff, parse_retry_after, retryable};
 use super::{lock, Delivery, HttpClient};
 use crate::config::BatchFormat;
-use crate::dead_letter::reason;
 use crate::envelope::Event;
 use crate::sinks::SinkContext;
 
@@ -215,7 +214,6 @@ pub(super) fn dead_letter(ctx: &SinkContext, sink: &str, batch: &[Bytes], messag
             // are carried in the log, by the dead-letter log itself.
             Ok(event) => {
                 let _ = dl.write_sink(&event, None, sink, message);
-                ctx.stats.metrics.dead_letter(reason::SINK_ERROR).inc();
             }
             Err(e) => {
                 crate::telemetry::Stats::add(&ctx.stats.sink_lines_unwritten, 1);

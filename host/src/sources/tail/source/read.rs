@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::{Batch, Halt, Look, Source, Tailer, CHUNK, ROTATED_LOOK};
-use crate::dead_letter::{reason, BadLine};
+use crate::dead_letter::BadLine;
 use crate::dispatch::{Job, SubmitError};
 use crate::envelope::Event;
 use crate::sources::tail::checkpoint::{FileRecord, FileState};
@@ -281,7 +281,6 @@ impl Source {
                 tracing::error!(file = %t.path.display(), offset = b.offset, reason = b.reason, error = %e, "cannot write a dead letter for a line that is not an event");
                 return Err(Halt::Failed);
             }
-            shared.stats.metrics.dead_letter(reason::BAD_LINE).inc();
             tracing::debug!(file = %t.path.display(), offset = b.offset, reason = b.reason, message = %b.message, "line is not an event");
         }
         Stats::add(&shared.stats.tail_bad_lines, bad.len() as u64);

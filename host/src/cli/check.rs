@@ -1,7 +1,9 @@
 //! `switchyard check`: the config and every plugin, every problem at once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use super::output;
 use crate::config::Config;
 use crate::registry;
 use crate::runtime::Runtime;
@@ -45,4 +47,28 @@ pub fn check(config_path: &Path) -> Result<String, Vec<String>> {
         plugins.loaded.keys().cloned().collect::<Vec<_>>().join(", "),
         config.sinks.len()
     ))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "router.toml")]
+    pub config: PathBuf,
+}
+
+/// Prints the summary on stdout and exits 0, or every problem and their
+/// count on stderr and exits 1.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match check(&args.config) {
+        Ok(summary) => {
+            output::stdout().line(summary)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem(s) found", problems.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
