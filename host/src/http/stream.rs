@@ -205,6 +205,7 @@ impl Body for StreamBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StreamConfig;
     use crate::telemetry::Metrics;
     use http_body_util::BodyExt;
 
