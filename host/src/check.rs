@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use crate::app::registry;
 use crate::config::Config;
-use crate::registry;
 use crate::runtime::Runtime;
 
 /// Validates; returns a summary on success, or every problem, one per line.

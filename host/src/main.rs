@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use switchyard::app::{self, Daemon};
 use switchyard::cli::{self, LogFormat};
 use switchyard::config::{units, Config, Limits};
-use switchyard::daemon::{self, Daemon};
 use switchyard::plugin_run;
 
 // Events are built on one thread and freed on another (sources, workers,
@@ -109,7 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let outcome = rt.block_on(async {
                 // First: from here on no signal ends the process by its
                 // default action (issue 16).
-                let mut signals = daemon::Signals::install()?;
+                let mut signals = app::Signals::install()?;
                 cli::init_logging(log_format);
                 let cfg = match Config::load(&config) {
                     Ok(cfg) => cfg,
@@ -140,7 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // Something accepted could not be written where it belonged:
             // the exit code says so (issue 17).
             Ok(match outcome? {
-                Some(stopped) if !stopped.clean() => ExitCode::from(daemon::EXIT_UNWRITTEN),
+                Some(stopped) if !stopped.clean() => ExitCode::from(app::EXIT_UNWRITTEN),
                 _ => ExitCode::SUCCESS,
             })
         }

@@ -208,7 +208,7 @@ impl Config {
         })?;
         let base = config_dir(path);
         Config::parse(&src, path, &base, |dir| {
-            crate::registry::plugin_files(dir)
+            crate::app::registry::plugin_files(dir)
                 .map(|files| files.into_keys().collect())
                 .map_err(|e| e.to_string())
         })

@@ -2,8 +2,8 @@
 //! separate admin listener, and readiness before and after loading.
 
 use serde_json::{json, Value};
+use switchyard::app::Daemon;
 use switchyard::config::Config;
-use switchyard::daemon::Daemon;
 
 use crate::fixtures;
 use crate::harness::{request, write_setup, TestDaemon};

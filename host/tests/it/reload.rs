@@ -369,7 +369,7 @@ async fn second_start_reads_compiled_modules_from_the_cache() {
     );
     first.shutdown().await;
     let config = switchyard::config::Config::load(&first.path("router.toml")).unwrap();
-    let second = switchyard::daemon::Daemon::start(config).await.unwrap();
+    let second = switchyard::app::Daemon::start(config).await.unwrap();
     let s = crate::harness::request(second.addr(), "GET", "/v1/stats", &[], Vec::new())
         .await
         .body;
@@ -388,7 +388,7 @@ async fn second_start_reads_compiled_modules_from_the_cache() {
     bytes[mid] ^= 0x5a;
     std::fs::write(&entry, &bytes).unwrap();
     let config = switchyard::config::Config::load(&first.path("router.toml")).unwrap();
-    let third = switchyard::daemon::Daemon::start(config).await.unwrap();
+    let third = switchyard::app::Daemon::start(config).await.unwrap();
     let s = crate::harness::request(third.addr(), "GET", "/v1/stats", &[], Vec::new())
         .await
         .body;

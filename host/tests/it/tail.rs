@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use switchyard::app::Daemon;
 use switchyard::config::Config;
-use switchyard::daemon::Daemon;
 use tempfile::TempDir;
 
 use crate::harness::write_setup;
@@ -182,18 +182,11 @@ impl Tail {
     }
 
     pub fn stats(&self) -> Value {
-        self.daemon
-            .as_ref()
-            .unwrap()
-            .dispatcher()
-            .shared()
-            .stats
-            .to_json()["tail"]
-            .clone()
+        self.daemon.as_ref().unwrap().stats().to_json()["tail"].clone()
     }
 
     pub fn handled(&self) -> u64 {
-        let stats = &self.daemon.as_ref().unwrap().dispatcher().shared().stats;
+        let stats = &self.daemon.as_ref().unwrap().stats();
         stats.tail_lines_handled.load(Relaxed) + stats.tail_bad_lines.load(Relaxed)
     }
 
@@ -709,7 +702,7 @@ handlers = ["slow"]
         max_ahead = max_ahead.max(ahead);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let stats = t.daemon.as_ref().unwrap().dispatcher().shared().stats.to_json();
+    let stats = t.daemon.as_ref().unwrap().stats().to_json();
     t.stop().await;
     // Without backpressure all 12,000 would be submitted at once; with it,
     // the queue's 8 plus a few batches whose replies the source had not

@@ -1,8 +1,7 @@
-//! Loading and reloading: reads the config, compiles every plugin and opens
-//! every sink into a complete [`Snapshot`], off the hot path, reusing what
-//! has not changed. A reload swaps the new snapshot in whole; events already
-//! running finish on the old one. If the config is invalid the old snapshot
-//! keeps serving; if one plugin fails, its previous version keeps serving.
+//! Loading: compiles every plugin and opens every sink of a config into a
+//! complete [`Snapshot`], off the hot path, reusing what has not changed
+//! in the previous one. If one plugin fails, its previous version keeps
+//! serving. (`reload` reads the config again and swaps the result in.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 
+use super::registry;
+use super::reload::LoadReport;
 use crate::config::Config;
-use crate::dispatch::{Shared, Snapshot};
-use crate::registry;
+use crate::pipeline::Snapshot;
 use crate::router::Router;
 use crate::runtime::cache::{self, Origin};
 use crate::runtime::compile::{Compiled, Compiler, RELOAD_WAIT};
@@ -25,44 +25,15 @@ use crate::sinks::{self, Sink};
 /// loaded only once it is this old, or known complete (closed or renamed in).
 pub const SETTLE: Duration = Duration::from_millis(300);
 
-/// What one load did, for logs, counters and `POST /v1/reload`.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct LoadReport {
-    /// Every config error, one per line; the old snapshot kept serving.
-    pub config_errors: Vec<String>,
-    pub warnings: Vec<String>,
-    /// Plugins loaded or replaced by a new version.
-    pub loaded: Vec<String>,
-    /// Plugins whose file is gone.
-    pub unloaded: Vec<String>,
-    /// Plugins that failed to load (their previous version, if any, serves on).
-    pub failed: BTreeMap<String, String>,
-    /// Changed files left for a later load because they may still be written.
-    pub deferred: Vec<String>,
-    /// Plugins still compiling in the background, with how far along: their
-    /// previous version (if any) keeps serving, and a reload follows when
-    /// the compile ends (issue 16).
-    pub compiling: BTreeMap<String, String>,
-    pub compiled: usize,
-    pub from_cache: usize,
-    pub reused: usize,
-    /// Whether a new snapshot was swapped in.
-    pub swapped: bool,
-}
-
-impl LoadReport {
-    pub fn ok(&self) -> bool {
-        self.config_errors.is_empty() && self.failed.is_empty()
-    }
-}
-
+/// Builds snapshots; one per daemon, shared by the start and every reload.
 pub struct Loader {
     rt: Arc<Runtime>,
     /// Compiles off the reload path; see `runtime::compile`.
     compiler: Compiler,
-    config_path: PathBuf,
+    /// The config file a reload reads again.
+    pub(super) config_path: PathBuf,
     /// One load at a time: reloads from the watcher, SIGHUP and the API queue up.
-    serial: Mutex<()>,
+    pub(super) serial: Mutex<()>,
     /// For sinks that deliver in the background (webhooks).
     sink_context: Option<sinks::SinkContext>,
 }
@@ -288,42 +259,6 @@ impl Loader {
         report.loaded.push(c.name.clone());
         Ok(Some(Arc::new(plugin)))
     }
-
-    /// Reads the config file and the plugins again and swaps the result in.
-    pub fn reload(&self, shared: &Shared, settled: &BTreeSet<PathBuf>) -> LoadReport {
-        let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = shared.snapshot.load_full();
-        reopen_files(&previous, shared);
-        let config = match Config::load(&self.config_path) {
-            Ok(c) => c,
-            Err(errors) => {
-                let report = LoadReport {
-                    config_errors: errors.to_string().lines().map(str::to_string).collect(),
-                    ..LoadReport::default()
-                };
-                for e in &report.config_errors {
-                    tracing::error!(error = %e, "config not reloaded; the previous one keeps serving");
-                }
-                return report;
-            }
-        };
-        warn_restart_only(&previous.config, &config);
-        match self.build(config, Some(&previous), Some(settled)) {
-            Ok((snapshot, mut report)) => {
-                shared.snapshot.store(Arc::new(snapshot));
-                report.swapped = true;
-                log_report(&report);
-                report
-            }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "reload failed; the previous config and plugins keep serving");
-                LoadReport {
-                    config_errors: vec![format!("{e:#}")],
-                    ..LoadReport::default()
-                }
-            }
-        }
-    }
 }
 
 /// What [`Loader::prepare`] decided for one file.
@@ -365,71 +300,10 @@ fn keep(
     }
 }
 
-/// Opens file sinks and the dead-letter log again by their paths, whatever
-/// the config says: SIGHUP after logrotate renamed them (its `postrotate`
-/// convention) must make them write to new files even when the config is
-/// invalid or unchanged (issue 17).
-fn reopen_files(snapshot: &Snapshot, shared: &Shared) {
-    for (name, sink) in &snapshot.sinks {
-        if let Err(e) = sink.reopen() {
-            tracing::error!(sink = %name, error = %e, "cannot reopen the sink's file; it keeps writing to the one it has");
-        }
-    }
-    if let Err(e) = shared.dead_letters.reopen() {
-        tracing::error!(path = %shared.dead_letters.path().display(), error = %e, "cannot reopen the dead-letter log; it keeps writing to the one it has");
-    }
-}
-
 fn recently_modified(path: &Path) -> bool {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .is_some_and(|age| age < SETTLE)
-}
-
-/// Settings read once at start; a reload cannot apply a change to them.
-fn warn_restart_only(old: &Config, new: &Config) {
-    let s = (&old.server, &new.server);
-    if s.0.listen != s.1.listen
-        || s.0.workers != s.1.workers
-        || s.0.queue != s.1.queue
-        || s.0.max_body != s.1.max_body
-        || s.0.header_timeout != s.1.header_timeout
-        || s.0.body_timeout != s.1.body_timeout
-        || s.0.max_connections != s.1.max_connections
-        || s.0.send_timeout != s.1.send_timeout
-    {
-        tracing::warn!("[server] changed: it takes effect at the next restart");
-    }
-    if old.dead_letter != new.dead_letter {
-        tracing::warn!("[dead_letter] path changed: it takes effect at the next restart");
-    }
-}
-
-pub fn log_report(report: &LoadReport) {
-    for w in &report.warnings {
-        tracing::warn!(warning = %w, "config");
-    }
-    for (name, e) in &report.failed {
-        tracing::error!(plugin = %name, error = %e, "plugin not loaded; its previous version, if any, keeps serving");
-    }
-    for name in &report.loaded {
-        tracing::info!(plugin = %name, "plugin loaded");
-    }
-    for name in &report.unloaded {
-        tracing::info!(plugin = %name, "plugin unloaded: its file is gone");
-    }
-    for name in &report.deferred {
-        tracing::info!(plugin = %name, "plugin file changed moments ago; loading it once it settles");
-    }
-    for (name, how) in &report.compiling {
-        tracing::info!(plugin = %name, status = %how, "plugin still compiling; its previous version, if any, keeps serving");
-    }
-    tracing::info!(
-        compiled = report.compiled,
-        from_cache = report.from_cache,
-        reused = report.reused,
-        "plugins ready"
-    );
 }
