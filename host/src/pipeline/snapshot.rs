@@ -72,10 +72,6 @@ impl Shared {
         self.snapshot.store(Arc::new(snapshot));
     }
 
-    pub fn dead_letters(&self) -> &DeadLetters {
-        &self.dead_letters
-    }
-
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }

@@ -114,6 +114,32 @@ async fn tokens_guard_ingest_and_admin_separately() {
     d.shutdown().await;
 }
 
+/// `[auth]` tokens are read again on reload and take effect at once: a
+/// token is rotated without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rotates_the_tokens() {
+    let toml = format!(
+        "[auth]\ningest = {{ file = \"ingest.token\" }}\nadmin = {{ file = \"admin.token\" }}\n\n{ROUTE}"
+    );
+    let dir = write_setup("", &toml, &[("log", fixtures::logger())]);
+    std::fs::write(dir.path().join("ingest.token"), "old-in").unwrap();
+    std::fs::write(dir.path().join("admin.token"), "old-adm").unwrap();
+    let mut d = TestDaemon::start_in(dir).await;
+    let a = d.addr;
+    assert_eq!(call(a, "POST", "/v1/events", Some("old-in")).await.status, 202);
+
+    std::fs::write(d.path("ingest.token"), "new-in").unwrap();
+    std::fs::write(d.path("admin.token"), "new-adm").unwrap();
+    let r = call(a, "POST", "/v1/reload", Some("old-adm")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    assert_eq!(call(a, "POST", "/v1/events", Some("old-in")).await.status, 401);
+    assert_eq!(call(a, "POST", "/v1/events", Some("new-in")).await.status, 202);
+    assert_eq!(call(a, "GET", "/v1/stats", Some("old-adm")).await.status, 401);
+    assert_eq!(call(a, "GET", "/v1/stats", Some("new-adm")).await.status, 200);
+    d.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_listener_takes_admin_and_only_admin() {
     let toml = format!("[admin]\nlisten = \"127.0.0.1:0\"\n\n{ROUTE}");
