@@ -8,8 +8,8 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::loader::Loader;
-use super::reload::{self, count_load, log_report, ReloadRequest, ReloadSender};
+use super::plugins::PluginLoader;
+use super::reload::{self, count_load, log_report, Loader, ReloadRequest, ReloadSender};
 use super::watcher;
 use crate::config::Config;
 use crate::dead_letter::DeadLetters;
@@ -59,13 +59,13 @@ pub(super) async fn load(
     // A compile that a reload stopped waiting for asks for another reload
     // when it ends, which swaps it in (issue 16).
     let compiled = reloads.clone();
-    let loader = Arc::new(
-        Loader::new(rt, &config.file)
-            .with_sink_context(sink_context.clone())
-            .with_compile_notify(Arc::new(move || {
-                let _ = compiled.send(ReloadRequest::plain());
-            })),
+    let plugins = PluginLoader::background(
+        rt,
+        Arc::new(move || {
+            let _ = compiled.send(ReloadRequest::plain());
+        }),
     );
+    let loader = Arc::new(Loader::new(plugins, &config.file, sink_context.clone()));
     let first = loader.clone();
     let (snapshot, report) = tokio::task::spawn_blocking(move || first.build(config, None, None))
         .await

@@ -12,12 +12,12 @@
 //! and the workers drain it; sinks close within their grace (their
 //! flushers stop through that close), and outputs are fsynced.
 //!
-//! - `core`: what loading starts; `loader` builds snapshots; `reload` runs
-//!   reloads; `watcher` notices changes; `signals` the process signals;
+//! - `core`: what loading starts; [`PluginLoader`] loads plugins (for
+//!   `check` too); `reload` builds snapshots and runs reloads; `watcher` notices changes; `signals` the process signals;
 //!   [`registry`] which files are plugins.
 
 mod core;
-mod loader;
+mod plugins;
 pub mod registry;
 mod reload;
 mod signals;
@@ -41,6 +41,7 @@ use crate::shutdown::Trigger;
 use crate::sinks;
 use crate::stats::Stats;
 
+pub use plugins::{PluginLoader, Plugins};
 pub use reload::LoadReport;
 pub use signals::Signals;
 

@@ -1,12 +1,8 @@
-//! The plugins folder: which files are plugins, and loading all of them.
+//! The plugins folder: which files are plugins.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use crate::config::Config;
-use crate::runtime::{Plugin, PluginError, Runtime};
 
 /// Whether a file stem is a valid plugin name: ASCII letters, digits, `_`, `-`.
 pub fn valid_name(name: &str) -> bool {
@@ -38,27 +34,4 @@ pub fn plugin_files(dir: &Path) -> io::Result<BTreeMap<String, PathBuf>> {
         }
     }
     Ok(found)
-}
-
-/// The plugins that loaded, and why the others did not.
-pub struct Plugins {
-    pub loaded: BTreeMap<String, Arc<Plugin>>,
-    pub errors: Vec<PluginError>,
-}
-
-/// Loads every plugin in the config's plugins folder with its settings.
-pub fn load_all(rt: &Runtime, config: &Config) -> io::Result<Plugins> {
-    let mut plugins = Plugins {
-        loaded: BTreeMap::new(),
-        errors: Vec::new(),
-    };
-    for (name, path) in plugin_files(&config.plugins_dir)? {
-        match Plugin::load(rt, &name, &path, config.settings_for(&name), config.loading) {
-            Ok(p) => {
-                plugins.loaded.insert(name, Arc::new(p));
-            }
-            Err(e) => plugins.errors.push(e),
-        }
-    }
-    Ok(plugins)
 }

@@ -1,22 +1,122 @@
-//! Reloading: the requests (watcher, SIGHUP, compiles that ended,
-//! `POST /v1/reload`), the loop that runs them one at a time, and the
-//! reload itself: the config read again and a new snapshot built and
-//! swapped in whole; events already running finish on the old one. If the
-//! config is invalid the old snapshot keeps serving.
+//! Loading and reloading: a complete snapshot (config, plugins, sinks)
+//! built off the hot path, reusing what has not changed; the requests
+//! (watcher, SIGHUP, compiles that ended, `POST /v1/reload`), the loop that
+//! runs them one at a time, and the reload itself: the config read again
+//! and a new snapshot swapped in whole; events already running finish on
+//! the old one. If the config is invalid the old snapshot keeps serving.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
-use super::loader::{Loader, SETTLE};
+use super::plugins::{PluginLoader, SETTLE};
 use crate::config::Config;
 use crate::http::{ReloadOutcome, Reloads};
-use crate::pipeline::{Shared, Waiting};
+use crate::pipeline::{Shared, Snapshot, Waiting};
+use crate::router::Router;
 use crate::shutdown::Shutdown;
+use crate::sinks::{self, Sink, SinkContext};
 use crate::stats::Stats;
+
+/// Builds snapshots; one per daemon, shared by the start and every reload.
+pub struct Loader {
+    plugins: PluginLoader,
+    /// The config file a reload reads again.
+    config_path: PathBuf,
+    /// One load at a time: reloads from the watcher, SIGHUP and the API queue up.
+    serial: Mutex<()>,
+    /// For sinks that deliver in the background (webhooks).
+    sink_context: SinkContext,
+}
+
+impl Loader {
+    pub fn new(plugins: PluginLoader, config_path: &Path, sink_context: SinkContext) -> Loader {
+        Loader {
+            plugins,
+            config_path: config_path.to_path_buf(),
+            serial: Mutex::new(()),
+            sink_context,
+        }
+    }
+
+    /// Builds a snapshot from `config`, reusing unchanged plugins and sinks
+    /// of `previous`. `settled` are files known to be completely written;
+    /// `None` takes every file as it is (at start, nothing is being swapped).
+    /// Errors: the plugins folder cannot be listed, a sink cannot be opened.
+    pub fn build(
+        &self,
+        config: Config,
+        previous: Option<&Snapshot>,
+        settled: Option<&BTreeSet<PathBuf>>,
+    ) -> anyhow::Result<(Snapshot, LoadReport)> {
+        let mut report = LoadReport {
+            warnings: config.warnings.to_string().lines().map(str::to_string).collect(),
+            ..LoadReport::default()
+        };
+        let plugins = self.plugins.load(&config, previous, settled, &mut report)?;
+        let mut open: BTreeMap<String, Arc<dyn Sink>> = BTreeMap::new();
+        for (name, sink) in &config.sinks {
+            let reuse = previous
+                .filter(|p| p.config.sinks.get(name) == Some(sink))
+                .and_then(|p| p.sinks.get(name));
+            let s = match reuse {
+                Some(s) => s.clone(),
+                None => Arc::from(
+                    sinks::open(name, sink, Some(&self.sink_context))
+                        .with_context(|| format!("sink {name:?}"))?,
+                ),
+            };
+            open.insert(name.clone(), s);
+        }
+        let snapshot = Snapshot {
+            router: Router::new(config.routes.clone()),
+            config: Arc::new(config),
+            plugins: plugins.loaded,
+            plugin_errors: plugins.errors,
+            sinks: open,
+        };
+        Ok((snapshot, report))
+    }
+
+    /// Reads the config file and the plugins again and swaps the result in.
+    pub fn reload(&self, shared: &Shared, settled: &BTreeSet<PathBuf>) -> LoadReport {
+        let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = shared.snapshot();
+        shared.reopen_files();
+        let config = match Config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(errors) => {
+                let report = LoadReport {
+                    config_errors: errors.to_string().lines().map(str::to_string).collect(),
+                    ..LoadReport::default()
+                };
+                for e in &report.config_errors {
+                    tracing::error!(error = %e, "config not reloaded; the previous one keeps serving");
+                }
+                return report;
+            }
+        };
+        warn_restart_only(&previous.config, &config);
+        match self.build(config, Some(&previous), Some(settled)) {
+            Ok((snapshot, mut report)) => {
+                shared.replace(snapshot);
+                report.swapped = true;
+                log_report(&report);
+                report
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "reload failed; the previous config and plugins keep serving");
+                LoadReport {
+                    config_errors: vec![format!("{e:#}")],
+                    ..LoadReport::default()
+                }
+            }
+        }
+    }
+}
 
 /// Asks the reload loop to load the config and plugins again.
 pub struct ReloadRequest {
@@ -101,44 +201,6 @@ pub struct LoadReport {
 impl LoadReport {
     pub fn ok(&self) -> bool {
         self.config_errors.is_empty() && self.failed.is_empty()
-    }
-}
-
-impl Loader {
-    /// Reads the config file and the plugins again and swaps the result in.
-    pub fn reload(&self, shared: &Shared, settled: &BTreeSet<PathBuf>) -> LoadReport {
-        let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = shared.snapshot();
-        shared.reopen_files();
-        let config = match Config::load(&self.config_path) {
-            Ok(c) => c,
-            Err(errors) => {
-                let report = LoadReport {
-                    config_errors: errors.to_string().lines().map(str::to_string).collect(),
-                    ..LoadReport::default()
-                };
-                for e in &report.config_errors {
-                    tracing::error!(error = %e, "config not reloaded; the previous one keeps serving");
-                }
-                return report;
-            }
-        };
-        warn_restart_only(&previous.config, &config);
-        match self.build(config, Some(&previous), Some(settled)) {
-            Ok((snapshot, mut report)) => {
-                shared.replace(snapshot);
-                report.swapped = true;
-                log_report(&report);
-                report
-            }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "reload failed; the previous config and plugins keep serving");
-                LoadReport {
-                    config_errors: vec![format!("{e:#}")],
-                    ..LoadReport::default()
-                }
-            }
-        }
     }
 }
 

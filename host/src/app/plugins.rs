@@ -1,89 +1,97 @@
-//! Loading: compiles every plugin and opens every sink of a config into a
-//! complete [`Snapshot`], off the hot path, reusing what has not changed
-//! in the previous one. If one plugin fails, its previous version keeps
-//! serving. (`reload` reads the config again and swaps the result in.)
+//! Loading plugins: the one function through which the daemon (at start
+//! and on every reload) and `switchyard check` load the plugins of a
+//! config, [`PluginLoader::load`]: list the folder, check sizes, reuse
+//! what has not changed, compile the rest, check each module's ABI. Only
+//! how compiles run differs (see [`PluginLoader`]). If one plugin fails,
+//! its previous version keeps serving.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use wasmtime::Module;
 
 use super::registry;
 use super::reload::LoadReport;
 use crate::config::Config;
 use crate::pipeline::Snapshot;
-use crate::router::Router;
 use crate::runtime::cache::{self, Origin};
 use crate::runtime::compile::{Compiled, Compiler, RELOAD_WAIT};
 use crate::runtime::plugin::check_size;
 use crate::runtime::{FileFacts, Plugin, Runtime};
-use crate::sinks::{self, Sink};
 
 /// A plugin file changed this recently may still be being written: it is
 /// loaded only once it is this old, or known complete (closed or renamed in).
 pub const SETTLE: Duration = Duration::from_millis(300);
 
-/// Builds snapshots; one per daemon, shared by the start and every reload.
-pub struct Loader {
-    rt: Arc<Runtime>,
-    /// Compiles off the reload path; see `runtime::compile`.
-    compiler: Compiler,
-    /// The config file a reload reads again.
-    pub(super) config_path: PathBuf,
-    /// One load at a time: reloads from the watcher, SIGHUP and the API queue up.
-    pub(super) serial: Mutex<()>,
-    /// For sinks that deliver in the background (webhooks).
-    sink_context: Option<sinks::SinkContext>,
+/// How a [`PluginLoader`] compiles.
+enum Compiling {
+    /// Off the reload path, a few at a time, smallest first, cached in
+    /// `<[state] dir>/compiled` (`runtime::compile`): the daemon.
+    Background(Compiler),
+    /// Each in turn, now, within `compile_timeout`, cached nowhere:
+    /// `switchyard check`, which must not write the daemon's state.
+    Now,
 }
 
-impl Loader {
-    pub fn new(rt: Arc<Runtime>, config_path: &Path) -> Loader {
-        Loader {
-            compiler: Compiler::new(rt.engine(), Arc::new(|| {})),
+/// Loads the plugins of a config.
+pub struct PluginLoader {
+    rt: Arc<Runtime>,
+    compiling: Compiling,
+}
+
+/// The plugins that loaded (or serve on from before), and why the others
+/// did not.
+pub struct Plugins {
+    pub loaded: BTreeMap<String, Arc<Plugin>>,
+    /// By plugin name, the error of its last load.
+    pub errors: BTreeMap<String, String>,
+}
+
+impl PluginLoader {
+    /// The daemon's loader. It calls `notify` (from a compile thread) when
+    /// a compile it stopped waiting for ends or goes over time: the daemon
+    /// asks for a reload, which swaps the result in.
+    pub fn background(rt: Arc<Runtime>, notify: Arc<dyn Fn() + Send + Sync>) -> PluginLoader {
+        PluginLoader {
+            compiling: Compiling::Background(Compiler::new(rt.engine(), notify)),
             rt,
-            config_path: config_path.to_path_buf(),
-            serial: Mutex::new(()),
-            sink_context: None,
         }
     }
 
-    /// Calls `notify` (from a compile thread) when a compile ends or goes
-    /// over time: the daemon asks for a reload, which swaps the result in.
-    pub fn with_compile_notify(mut self, notify: Arc<dyn Fn() + Send + Sync>) -> Loader {
-        self.compiler = Compiler::new(self.rt.engine(), notify);
-        self
+    /// `switchyard check`'s loader: compiles each plugin now and caches
+    /// nothing.
+    pub fn now(rt: Arc<Runtime>) -> PluginLoader {
+        PluginLoader {
+            rt,
+            compiling: Compiling::Now,
+        }
     }
 
-    /// Lets the snapshots built open webhook sinks.
-    pub fn with_sink_context(mut self, ctx: sinks::SinkContext) -> Loader {
-        self.sink_context = Some(ctx);
-        self
-    }
-
-    /// Builds a snapshot from `config`, reusing unchanged plugins and sinks
-    /// of `previous`. `settled` are files known to be completely written;
-    /// `None` takes every file as it is (at start, nothing is being swapped).
-    pub fn build(
+    /// Loads every plugin of `config`, reusing unchanged ones of
+    /// `previous`; notes what it did in `report`. `settled` are files known
+    /// to be completely written; `None` takes every file as it is (at start
+    /// and in `check`, nothing is being swapped). Errors: the plugins folder
+    /// cannot be listed.
+    pub fn load(
         &self,
-        config: Config,
+        config: &Config,
         previous: Option<&Snapshot>,
         settled: Option<&BTreeSet<PathBuf>>,
-    ) -> anyhow::Result<(Snapshot, LoadReport)> {
-        let mut report = LoadReport {
-            warnings: config.warnings.to_string().lines().map(str::to_string).collect(),
-            ..LoadReport::default()
-        };
+        report: &mut LoadReport,
+    ) -> anyhow::Result<Plugins> {
         let files = registry::plugin_files(&config.plugins_dir)
             .with_context(|| format!("cannot list plugins in {}", config.plugins_dir.display()))?;
         let cache_dir = config.state_dir.join("compiled");
+        let limit = config.loading.compile_timeout;
         // At start the compiles running may take their whole time limit; a
         // reload answers after a short wait. Either reports the rest as
         // `compiling` (those still waiting for a slot too), and swaps each
         // in by a reload when its compile ends.
         let until = match previous {
-            None => crate::config::units::instant_after(Instant::now(), config.loading.compile_timeout),
+            None => crate::config::units::instant_after(Instant::now(), limit),
             Some(_) => Instant::now() + RELOAD_WAIT,
         };
         let mut plugins = BTreeMap::new();
@@ -91,7 +99,7 @@ impl Loader {
         let mut pending = Vec::new();
         for (name, path) in &files {
             let old = previous.and_then(|p| p.plugins.get(name));
-            match self.prepare(&config, name, path, old, settled, &mut report) {
+            match self.prepare(config, name, path, old, settled, report) {
                 Step::Done(Ok(p)) => {
                     plugins.insert(name.clone(), p);
                 }
@@ -102,38 +110,35 @@ impl Loader {
                         plugins.insert(name.clone(), old.clone());
                     }
                 }
-                Step::Keep => keep(name, old, previous, &mut plugins, &mut plugin_errors, &mut report),
+                Step::Keep => keep(name, old, previous, &mut plugins, &mut plugin_errors, report),
                 Step::Compile(c) => pending.push(c),
             }
         }
         // Smallest file first, so that the slots go to the quick compiles
         // (issue 16: big modules must not delay the others).
         pending.sort_by_key(|c: &Pending| c.size);
-        for c in &mut pending {
-            if let Some(bytes) = c.bytes.take() {
-                let limit = config.loading.compile_timeout;
-                self.compiler.start(bytes, &c.sha256, &cache_dir, limit);
+        if let Compiling::Background(compiler) = &self.compiling {
+            for c in &mut pending {
+                if let Some(bytes) = c.bytes.take() {
+                    compiler.start(bytes, &c.sha256, &cache_dir, limit);
+                }
             }
         }
         let mut collected: BTreeMap<String, Compiled> = BTreeMap::new();
-        for c in &pending {
+        for c in &mut pending {
             let (name, old) = (c.name.clone(), previous.and_then(|p| p.plugins.get(&c.name)));
-            let compiled = collected
-                .entry(c.sha256.clone())
-                .or_insert_with(|| self.compiler.collect(&c.sha256, until))
-                .clone();
-            match self.finish(c, compiled, &mut report) {
+            let compiled = match &self.compiling {
+                Compiling::Background(compiler) => collected
+                    .entry(c.sha256.clone())
+                    .or_insert_with(|| compiler.collect(&c.sha256, until))
+                    .clone(),
+                Compiling::Now => compile_now(&self.rt, c.bytes.take().unwrap_or_default(), limit),
+            };
+            match self.finish(c, compiled, report) {
                 Ok(Some(p)) => {
                     plugins.insert(name, p);
                 }
-                Ok(None) => keep(
-                    &name,
-                    old,
-                    previous,
-                    &mut plugins,
-                    &mut plugin_errors,
-                    &mut report,
-                ),
+                Ok(None) => keep(&name, old, previous, &mut plugins, &mut plugin_errors, report),
                 Err(e) => {
                     report.failed.insert(name.clone(), e.clone());
                     plugin_errors.insert(name.clone(), e);
@@ -151,32 +156,15 @@ impl Loader {
                 .cloned()
                 .collect();
         }
-        let mut open: BTreeMap<String, Arc<dyn Sink>> = BTreeMap::new();
-        for (name, sink) in &config.sinks {
-            let reuse = previous
-                .filter(|p| p.config.sinks.get(name) == Some(sink))
-                .and_then(|p| p.sinks.get(name));
-            let s = match reuse {
-                Some(s) => s.clone(),
-                None => Arc::from(
-                    sinks::open(name, sink, self.sink_context.as_ref())
-                        .with_context(|| format!("sink {name:?}"))?,
-                ),
-            };
-            open.insert(name.clone(), s);
-        }
-        let snapshot = Snapshot {
-            router: Router::new(config.routes.clone()),
-            config: Arc::new(config),
-            plugins,
-            plugin_errors,
-            sinks: open,
-        };
-        Ok((snapshot, report))
+        Ok(Plugins {
+            loaded: plugins,
+            errors: plugin_errors,
+        })
     }
 
     /// What to do with one plugin file: reuse, keep, refuse, or compile
-    /// (asked for by [`Loader::build`], collected by [`Loader::finish`]).
+    /// (asked for by [`PluginLoader::load`], collected by
+    /// [`PluginLoader::finish`]).
     #[allow(clippy::too_many_arguments)]
     fn prepare(
         &self,
@@ -261,7 +249,7 @@ impl Loader {
     }
 }
 
-/// What [`Loader::prepare`] decided for one file.
+/// What [`PluginLoader::prepare`] decided for one file.
 enum Step {
     /// The plugin (reused or re-prepared), or why it cannot load.
     Done(Result<Arc<Plugin>, String>),
@@ -297,6 +285,27 @@ fn keep(
     if let Some(e) = previous.and_then(|p| p.plugin_errors.get(name)) {
         report.failed.insert(name.to_string(), e.clone());
         plugin_errors.insert(name.to_string(), e.clone());
+    }
+}
+
+/// Compiles `bytes` on a thread of its own, waiting at most `limit`: the
+/// messages are those of a background compile's (`does not compile: …`),
+/// and of [`crate::runtime::PluginError`] for the time limit.
+fn compile_now(rt: &Runtime, bytes: Vec<u8>, limit: Duration) -> Compiled {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let engine = rt.engine().clone();
+    let spawned = std::thread::Builder::new().name("compile".into()).spawn(move || {
+        let _ = tx.send(Module::new(&engine, &bytes));
+    });
+    if let Err(e) = spawned {
+        return Compiled::Failed(format!("cannot read: {e}"));
+    }
+    match rx.recv_timeout(limit) {
+        Ok(Ok(module)) => Compiled::Ready(module, Origin::Compiled),
+        Ok(Err(e)) => Compiled::Failed(format!("does not compile: {e:#}")),
+        Err(_) => Compiled::Failed(format!(
+            "did not compile within {limit:?} ([plugins] compile_timeout)"
+        )),
     }
 }
 
