@@ -154,9 +154,13 @@ mod tests {
         b.on_shutdown(move || {
             w.fetch_add(1, Ordering::SeqCst);
         });
+        let stopped = Arc::new(AtomicBool::new(false));
+        let s = stopped.clone();
         let task = tokio::spawn(async move {
             a.recv().await;
             tokio::time::sleep(Duration::from_millis(20)).await;
+            s.store(true, Ordering::SeqCst);
+            // `a` is dropped here, after the flag is set.
         });
         let thread = std::thread::spawn(move || {
             while !b.is_shutdown() {
@@ -166,7 +170,11 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), trigger.complete())
             .await
             .expect("completes once both are dropped");
-        assert!(task.is_finished());
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "completed before the task stopped"
+        );
+        task.await.unwrap();
         thread.join().unwrap();
         assert_eq!(woken.load(Ordering::SeqCst), 1);
     }
