@@ -59,7 +59,7 @@ pub(super) async fn accept(state: &AppState, events: Vec<Event>, wait: bool) -> 
     };
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     let ack = if wait { Ack::Report } else { Ack::Accepted };
-    let receipt = match pipeline.try_submit(events, ack) {
+    let receipt = match pipeline.try_submit(events, ack).await {
         Ok(receipt) => receipt,
         Err(e @ SubmitError::Full { .. }) => {
             Stats::add(&state.stats.refused_queue_full, 1);

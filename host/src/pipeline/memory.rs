@@ -85,8 +85,9 @@ impl MemoryQueue {
     }
 }
 
-impl Submitter for MemoryQueue {
-    fn try_submit(&self, events: Vec<Event>, ack: Ack) -> Result<Receipt, SubmitError> {
+impl MemoryQueue {
+    /// Takes places for all of `events` or none, then queues them.
+    fn accept_now(&self, events: Vec<Event>, ack: Ack) -> Result<Receipt, SubmitError> {
         let len = events.len();
         if len > self.capacity {
             return Err(self.too_large(len));
@@ -100,6 +101,13 @@ impl Submitter for MemoryQueue {
         })?;
         permit.forget();
         self.send(events, ack)
+    }
+}
+
+impl Submitter for MemoryQueue {
+    /// Accepted at once, or refused.
+    fn try_submit(&self, events: Vec<Event>, ack: Ack) -> Waiting<'_, Result<Receipt, SubmitError>> {
+        Box::pin(std::future::ready(self.accept_now(events, ack)))
     }
 
     fn submit(&self, events: Vec<Event>, ack: Ack) -> Waiting<'_, Result<Receipt, SubmitError>> {
@@ -176,6 +184,12 @@ fn delivery(item: Item) -> Delivery<Option<Notifier>> {
 mod tests {
     use super::*;
 
+    /// Accepts now, as HTTP ingest does.
+    fn try_submit(q: &MemoryQueue, events: Vec<Event>, ack: Ack) -> Result<Receipt, SubmitError> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(q.try_submit(events, ack))
+    }
+
     fn events(n: usize) -> Vec<Event> {
         (0..n)
             .map(|i| Event::from_input(serde_json::json!({"name": format!("a.E{i}")}), "test").unwrap())
@@ -186,13 +200,13 @@ mod tests {
     fn admission_is_all_or_nothing_and_places_return_once_handled() {
         let q = MemoryQueue::new(3);
         assert_eq!(
-            q.try_submit(events(4), Ack::Accepted).unwrap_err(),
+            try_submit(&q, events(4), Ack::Accepted).unwrap_err(),
             SubmitError::TooLarge { len: 4, capacity: 3 }
         );
-        let receipt = q.try_submit(events(2), Ack::Handled).unwrap();
+        let receipt = try_submit(&q, events(2), Ack::Handled).unwrap();
         assert_eq!((receipt.handled.len(), q.depth()), (2, 2));
         assert_eq!(
-            q.try_submit(events(2), Ack::Accepted).unwrap_err(),
+            try_submit(&q, events(2), Ack::Accepted).unwrap_err(),
             SubmitError::Full { capacity: 3 }
         );
         let mut done = Vec::new();
@@ -211,10 +225,10 @@ mod tests {
     #[test]
     fn a_closed_queue_refuses_and_hands_out_what_it_holds() {
         let q = MemoryQueue::new(4);
-        let receipt = q.try_submit(events(1), Ack::Report).unwrap();
+        let receipt = try_submit(&q, events(1), Ack::Report).unwrap();
         q.close();
         assert_eq!(
-            q.try_submit(events(1), Ack::Accepted).unwrap_err(),
+            try_submit(&q, events(1), Ack::Accepted).unwrap_err(),
             SubmitError::Closed
         );
         let d = q.recv().expect("the accepted event is still handed out");

@@ -136,11 +136,13 @@ impl Pipeline {
 /// Producers submit to the pipeline: its queue takes the events, and each
 /// accepted batch is counted per source.
 impl Submitter for Pipeline {
-    fn try_submit(&self, events: Vec<Event>, ack: Ack) -> Result<Receipt, SubmitError> {
-        let counted = ingested(&events);
-        let receipt = self.queue.try_submit(events, ack)?;
-        self.count(counted);
-        Ok(receipt)
+    fn try_submit(&self, events: Vec<Event>, ack: Ack) -> Waiting<'_, Result<Receipt, SubmitError>> {
+        Box::pin(async move {
+            let counted = ingested(&events);
+            let receipt = self.queue.try_submit(events, ack).await?;
+            self.count(counted);
+            Ok(receipt)
+        })
     }
 
     fn submit(&self, events: Vec<Event>, ack: Ack) -> Waiting<'_, Result<Receipt, SubmitError>> {

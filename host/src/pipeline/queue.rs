@@ -60,12 +60,18 @@ pub type Waiting<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The producers' side of a queue: HTTP ingest and sources hand events in
 /// through it.
+///
+/// Both submits resolve once the events are *accepted*, which may take a
+/// moment for a durable queue (an fsync shared by concurrent submits, a
+/// JetStream acknowledgement): hence futures, which the memory queue
+/// resolves at once.
 pub trait Submitter: Send + Sync {
-    /// Accepts all of `events` or none of them, without waiting for room.
+    /// Accepts all of `events` or none of them, without waiting for room
+    /// (HTTP: a full queue is a 503, not a wait).
     ///
     /// Errors: [`SubmitError::Full`] (no room now), [`SubmitError::TooLarge`]
     /// (more events than the queue ever holds), [`SubmitError::Closed`].
-    fn try_submit(&self, events: Vec<Event>, ack: Ack) -> Result<Receipt, SubmitError>;
+    fn try_submit(&self, events: Vec<Event>, ack: Ack) -> Waiting<'_, Result<Receipt, SubmitError>>;
 
     /// Accepts all of `events`, waiting for room: for sources that can
     /// pause (their backpressure). Errors as for [`Submitter::try_submit`],
