@@ -12,9 +12,9 @@
 //!   (`http/send_timeout.rs`).
 //! - [`envelope`]: the event envelope, ids, times; [`envelope::cloudevents`]
 //!   the CloudEvents 1.0.2 rules and mapping.
-//! - [`dispatch`]: the bounded queue, admission (503 when full), the worker
-//!   threads that run handlers, emitted-event cascades, hop limit and
-//!   cascade budget.
+//! - [`pipeline`]: the queue behind the [`pipeline::Submitter`] seam
+//!   (memory today), admission (503 when full), the worker threads that
+//!   run handlers, emitted-event cascades, hop limit and cascade budget.
 //! - [`router`]: the pure function from (routes, event) to routes; name and
 //!   source globs, [`version`] ranges, data/meta predicates, `require`.
 //! - [`runtime`]: the wasm sandbox: engine, ABI check at load, per-event
@@ -25,43 +25,46 @@
 //!   the reload path within size and time limits ([`runtime::compile`]).
 //! - [`sinks`]: where routed events are written (file, stdout, and
 //!   [`sinks::http`] webhooks: batched, retried, dead-lettered).
-//! - [`dead_letter`]: the NDJSON log of every failure, with the event;
-//!   [`ndjson`]: the append-only file under it and under file sinks.
-//! - [`sources`]: event sources besides HTTP; [`sources::tail`] follows log
-//!   files like `tail -F`, with checkpoints (rotation, copytruncate,
-//!   restart: every line handled once).
+//! - [`dead_letter`]: the NDJSON log of every failure, with the event.
+//! - [`sources`]: event sources besides HTTP, behind the
+//!   [`sources::Source`] trait; [`sources::tail`] follows log files like
+//!   `tail -F`, with checkpoints (rotation, copytruncate, restart: every
+//!   line handled once).
 //!
 //! Control plane:
 //! - [`config`]: router.toml, validated with every error located;
-//!   [`config::env`] interpolates `${VAR}`; one module per section
-//!   (`[server]`, `[auth]`, `[stream]`, one per sink type, ...);
-//!   [`config::restart_only_changes`] names what a reload cannot apply.
-//! - [`registry`]: which files in the plugins folder are plugins.
-//! - [`reload`]: builds a complete snapshot (config, plugins, sinks) off the
-//!   hot path, reusing what did not change, and swaps it in whole.
-//! - [`watcher`]: notices changes to plugins and config; asks for a reload.
-//! - [`daemon`]: wiring, readiness and graceful shutdown; [`telemetry`]:
-//!   counters declared once, labelled metrics, the Prometheus exposition
-//!   and the live-stream hub; [`log_limit`]: the settings of the
-//!   per-plugin rate limit on log lines and bytes.
-//! - [`cli`]: the commands, one module each: `run`, `check`, `plugin run`,
-//!   and the client commands `send`, `tail` and `dead-letter list|replay`
-//!   (with [`cli::marks`], the record of replayed lines).
+//!   [`config::env`] interpolates `${VAR}`; [`config::ops`] holds the
+//!   operations keys (`[admin]`, `[auth]`, `[stream]`, webhook sinks).
+//! - [`app`]: the daemon's lifecycle: wiring, readiness, reloads (a
+//!   complete snapshot built off the hot path, reusing what did not
+//!   change, swapped in whole), the watcher, signals and graceful
+//!   shutdown; [`app::registry`]: which files in the plugins folder are
+//!   plugins. [`shutdown`]: the one stop signal of every long-running
+//!   task; [`stats`]: plain
+//!   counters; [`metrics`]: labelled metrics and the Prometheus exposition;
+//!   [`log_limit`]: the per-plugin rate limit on log lines and bytes.
+//! - [`check`] and [`plugin_run`]: the `check` and `plugin run` commands;
+//!   [`cli`]: the client commands `send`, `tail` and `dead-letter
+//!   list|replay` (with [`cli::marks`], the record of replayed lines).
+//!
+//! Adding a source: a folder `sources/NAME/` with a type implementing
+//! [`sources::Source`] (and its settings type in `config`), and one arm in
+//! [`sources::start_all`]. Adding a queue: one type implementing both
+//! [`pipeline::Submitter`] and [`pipeline::queue::Queue`], chosen in
+//! [`pipeline::Pipeline::start`]; workers do not change.
 
+pub mod app;
 pub mod cli;
 pub mod config;
-pub mod daemon;
 pub mod dead_letter;
-pub mod dispatch;
 pub mod envelope;
 pub mod http;
 pub mod ndjson;
-pub mod registry;
-pub mod reload;
+pub mod pipeline;
 pub mod router;
 pub mod runtime;
+pub mod shutdown;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;
 pub mod version;
-pub mod watcher;

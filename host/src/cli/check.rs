@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::output;
+use crate::app::{LoadReport, PluginLoader};
 use crate::config::Config;
-use crate::registry;
 use crate::runtime::Runtime;
 
 /// Validates; returns a summary on success, or every problem, one per line.
@@ -13,25 +13,22 @@ pub fn check(config_path: &Path) -> Result<String, Vec<String>> {
     let config = Config::load(config_path)
         .map_err(|e| e.to_string().lines().map(str::to_string).collect::<Vec<_>>())?;
     let rt = Runtime::new(1).map_err(|e| vec![format!("{e:#}")])?;
-    let plugins = registry::load_all(&rt, &config).map_err(|e| {
-        vec![format!(
-            "cannot list plugins in {}: {e}",
-            config.plugins_dir.display()
-        )]
-    })?;
+    // The same loading as the daemon's, compiling now and caching nothing.
+    let plugins = PluginLoader::now(rt)
+        .load(&config, None, None, &mut LoadReport::default())
+        .map_err(|e| vec![format!("{e:#}")])?;
     let mut problems: Vec<String> = config.warnings.to_string().lines().map(str::to_string).collect();
-    for e in &plugins.errors {
-        problems.push(e.to_string());
+    for (plugin, e) in &plugins.errors {
+        problems.push(e.clone());
         let routes: Vec<&str> = config
             .routes
             .iter()
-            .filter(|r| r.handlers.iter().any(|h| h == e.plugin()))
+            .filter(|r| r.handlers.iter().any(|h| h == plugin))
             .map(|r| r.name.as_str())
             .collect();
         if !routes.is_empty() {
             problems.push(format!(
-                "plugin {:?} is a handler of route(s) {}: its events would go to dead letters as `unavailable`",
-                e.plugin(),
+                "plugin {plugin:?} is a handler of route(s) {}: its events would go to dead letters as `unavailable`",
                 routes.join(", ")
             ));
         }

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::LogFormat;
 use crate::config::Config;
-use crate::daemon::{self, Daemon};
+use crate::app::{self, Daemon};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 /// Runs until SIGTERM or SIGINT. Exit status: 0 when stopped cleanly (or
-/// before anything was accepted), [`daemon::EXIT_UNWRITTEN`] when something
+/// before anything was accepted), [`app::EXIT_UNWRITTEN`] when something
 /// accepted could not be written. Errors: a config with problems (each
 /// printed on stderr), or a daemon that could not start.
 pub fn run(args: Args, log_format: LogFormat) -> anyhow::Result<ExitCode> {
@@ -31,7 +31,7 @@ pub fn run(args: Args, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     let outcome = rt.block_on(async {
         // First: from here on no signal ends the process by its
         // default action (issue 16).
-        let mut signals = daemon::Signals::install()?;
+        let mut signals = app::Signals::install()?;
         super::init_logging(log_format);
         let cfg = match Config::load(&config) {
             Ok(cfg) => cfg,
@@ -62,7 +62,7 @@ pub fn run(args: Args, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     // Something accepted could not be written where it belonged:
     // the exit code says so (issue 17).
     Ok(match outcome? {
-        Some(stopped) if !stopped.clean() => ExitCode::from(daemon::EXIT_UNWRITTEN),
+        Some(stopped) if !stopped.clean() => ExitCode::from(app::EXIT_UNWRITTEN),
         _ => ExitCode::SUCCESS,
     })
 }

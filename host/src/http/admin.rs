@@ -1,6 +1,6 @@
-//! Admin endpoints added for operating the daemon: `/metrics`, `/readyz`,
-//! `/v1/stream` and `/v1/replay`. (`/v1/stats`, `/v1/plugins`, `/v1/routes`
-//! and `/v1/reload` are in the parent module.)
+//! The admin endpoints: `/metrics`, `/readyz`, `/v1/stats`,
+//! `/v1/plugins`, `/v1/routes`, `/v1/reload`, `/v1/stream` and
+//! `/v1/replay` (see the table in `routes`).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -15,8 +15,10 @@ use tokio::sync::Notify;
 
 use super::body::read_body;
 use super::stream::Framing;
-use super::{accept, error_response, json_response, AppState, Resp};
+use super::submit::accept;
+use super::{error_response, json_response, AppState, Resp};
 use crate::envelope::{self, Event};
+use crate::pipeline::Submitter;
 use crate::router::NameGlob;
 use crate::telemetry::{self, Format, Live, SubscribeError};
 
@@ -30,7 +32,7 @@ fn accept_header(req: &Request<Incoming>) -> Option<&str> {
 /// `GET /metrics`: Prometheus text (OpenMetrics if the scraper asks).
 pub(super) fn metrics(state: &AppState, req: &Request<Incoming>) -> Resp {
     let format = Format::from_accept(accept_header(req));
-    let d = state.dispatcher.get();
+    let d = state.pipeline.get();
     let live = Live {
         queue_depth: d.map(|d| d.depth() as u64),
         queue_capacity: d.map(|d| d.capacity() as u64),
@@ -51,7 +53,7 @@ fn readiness(state: &AppState) -> (StatusCode, Value) {
             json!({"status": "stopping", "reason": "the daemon is shutting down"}),
         );
     }
-    let Some(d) = state.dispatcher.get() else {
+    let Some(d) = state.pipeline.get() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "starting", "reason": "config loaded; plugins are being loaded"}),
@@ -63,7 +65,7 @@ fn readiness(state: &AppState) -> (StatusCode, Value) {
             json!({"status": "failed", "reason": "a worker thread has stopped; see the log"}),
         );
     }
-    let snap = d.shared().snapshot.load();
+    let snap = d.shared().snapshot();
     (
         StatusCode::OK,
         json!({
@@ -198,6 +200,112 @@ fn replayed_event(mut v: Value) -> Result<Event, String> {
         }
     }
     Event::from_input(v, &source).map_err(|e| e.to_string())
+}
+
+/// What a listing answers if it is called before the plugins are loaded
+/// (the route table answers that first).
+fn not_loaded() -> Resp {
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "starting: plugins are being loaded",
+    )
+}
+
+/// `GET /v1/stats`: the counters, and the queue once loaded.
+pub(super) fn stats(state: &AppState) -> Resp {
+    let mut body = state.stats.to_json();
+    if let Some(d) = state.pipeline.get() {
+        body["queue"] = json!({"depth": d.depth(), "capacity": d.capacity()});
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+/// Each plugin file: the version serving (if any) and its last load error
+/// (if any; the previous version keeps serving).
+pub(super) fn plugins(state: &AppState) -> Resp {
+    let Some(pipeline) = state.pipeline.get() else {
+        return not_loaded();
+    };
+    let snap = pipeline.shared().snapshot();
+    let mut names: Vec<&String> = snap.plugins.keys().chain(snap.plugin_errors.keys()).collect();
+    names.sort();
+    names.dedup();
+    let list: Vec<Value> = names
+        .into_iter()
+        .map(|name| {
+            let error = snap.plugin_errors.get(name);
+            match snap.plugins.get(name) {
+                Some(p) => {
+                    let l = p.limits();
+                    json!({
+                        "name": p.name, "file": p.path, "kind": p.kind, "size": p.size, "sha256": p.sha256,
+                        "loaded_at": humantime::format_rfc3339_millis(p.loaded_at).to_string(),
+                        "limits": {
+                            "fuel": l.fuel, "memory": l.memory, "timeout_ms": l.timeout.as_millis() as u64,
+                            "max_emits": l.max_emits, "max_emit_bytes": l.max_emit_bytes,
+                        },
+                        "instance": p.instance_mode(),
+                        "error": error,
+                    })
+                }
+                None => json!({"name": name, "loaded_at": null, "error": error}),
+            }
+        })
+        .collect();
+    let unavailable: Vec<Value> = snap
+        .router
+        .routes()
+        .iter()
+        .flat_map(|r| r.handlers.iter().map(move |h| (r, h)))
+        .filter(|(_, h)| !snap.plugins.contains_key(*h))
+        .map(|(r, h)| json!({"route": r.name, "plugin": h}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({ "plugins": list, "unavailable": unavailable }),
+    )
+}
+
+/// `POST /v1/reload`: reloads and answers with the report; 422 when the
+/// config or a plugin failed.
+pub(super) async fn reload(state: &AppState) -> Resp {
+    match state.reloads.reload().await {
+        Ok(outcome) => {
+            let status = if outcome.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            json_response(status, &outcome.report)
+        }
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
+    }
+}
+
+/// `GET /v1/routes`: the routes serving.
+pub(super) fn routes(state: &AppState) -> Resp {
+    let Some(pipeline) = state.pipeline.get() else {
+        return not_loaded();
+    };
+    let snap = pipeline.shared().snapshot();
+    let list: Vec<Value> = snap
+        .router
+        .routes()
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "match": {
+                    "name": r.matcher.name.as_ref().map(|g| g.as_str()),
+                    "source": r.matcher.source.as_ref().map(|g| g.as_str()),
+                    "version": r.matcher.version.as_ref().map(|v| v.to_string()),
+                },
+                "require": r.require.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                "handlers": r.handlers, "sinks": r.sinks, "final": r.is_final,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({ "routes": list }))
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! separate admin listener, and readiness before and after loading.
 
 use serde_json::{json, Value};
+use switchyard::app::Daemon;
 use switchyard::config::Config;
-use switchyard::daemon::Daemon;
 
 use crate::fixtures;
 use crate::harness::{request, write_setup, TestDaemon};
@@ -111,6 +111,32 @@ async fn tokens_guard_ingest_and_admin_separately() {
         sample(&m, "switchyard_events_ingested_total", &[("source", "http")]),
         1.0
     );
+    d.shutdown().await;
+}
+
+/// `[auth]` tokens are read again on reload and take effect at once: a
+/// token is rotated without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rotates_the_tokens() {
+    let toml = format!(
+        "[auth]\ningest = {{ file = \"ingest.token\" }}\nadmin = {{ file = \"admin.token\" }}\n\n{ROUTE}"
+    );
+    let dir = write_setup("", &toml, &[("log", fixtures::logger())]);
+    std::fs::write(dir.path().join("ingest.token"), "old-in").unwrap();
+    std::fs::write(dir.path().join("admin.token"), "old-adm").unwrap();
+    let mut d = TestDaemon::start_in(dir).await;
+    let a = d.addr;
+    assert_eq!(call(a, "POST", "/v1/events", Some("old-in")).await.status, 202);
+
+    std::fs::write(d.path("ingest.token"), "new-in").unwrap();
+    std::fs::write(d.path("admin.token"), "new-adm").unwrap();
+    let r = call(a, "POST", "/v1/reload", Some("old-adm")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    assert_eq!(call(a, "POST", "/v1/events", Some("old-in")).await.status, 401);
+    assert_eq!(call(a, "POST", "/v1/events", Some("new-in")).await.status, 202);
+    assert_eq!(call(a, "GET", "/v1/stats", Some("old-adm")).await.status, 401);
+    assert_eq!(call(a, "GET", "/v1/stats", Some("new-adm")).await.status, 200);
     d.shutdown().await;
 }
 

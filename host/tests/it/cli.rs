@@ -73,6 +73,24 @@ handlers = ["broken"]
         .contains("ok: 1 routes, 1 plugins (good), 0 sinks"));
 }
 
+/// `check` loads plugins as the daemon does, but compiles them without
+/// its cache: it writes nothing to the daemon's `[state] dir`.
+#[test]
+fn check_leaves_the_state_dir_alone() {
+    let dir = write_setup(
+        "",
+        "[[route]]\nname = \"a\"\nhandlers = [\"good\"]\n",
+        &[("good", fixtures::logger())],
+    );
+    let cfg = dir.path().join("router.toml");
+    let out = switchyard(&["check", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("ok: 1 routes, 1 plugins (good), 0 sinks"));
+    assert!(!dir.path().join("data").exists(), "check wrote to the state dir");
+}
+
 #[test]
 fn plugin_run_reports_outcome_emits_logs_and_exit_code() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,8 +16,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use switchyard::app::Daemon;
 use switchyard::config::Config;
-use switchyard::daemon::Daemon;
 use tempfile::TempDir;
 
 /// How long a test waits for what should happen promptly (a daemon to

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::checkpoint::{Checkpoint, Store};
-use crate::dispatch::Shared;
+use crate::pipeline::Shared;
 use crate::telemetry::Stats;
 
 /// How long a failed write waits before it is tried again.
@@ -78,28 +78,18 @@ impl Drop for Saver {
     }
 }
 
-/// Makes durable what the checkpointed lines wrote to file sinks and dead
-/// letters: after a power loss the checkpoint must not point past lines
-/// the sinks lost. (A `kill -9` needs no fsync: written data is in the
-/// kernel by the time a line counts as handled.)
-fn sync_outputs(shared: &Shared) -> std::io::Result<()> {
-    for (name, sink) in &shared.snapshot.load().sinks {
-        sink.sync()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot fsync sink {name:?}: {e}")))?;
-    }
-    shared
-        .dead_letters
-        .sync()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot fsync the dead-letter log: {e}")))
-}
-
 fn run(state: &State, store: &Store, shared: &Shared) {
     let mut failing = false;
     let mut slot = state.lock();
     loop {
         if let Some(cp) = slot.next.take() {
             drop(slot);
-            let result = sync_outputs(shared).and_then(|()| store.save(&cp));
+            // Makes durable what the checkpointed lines wrote to file sinks
+            // and dead letters: after a power loss the checkpoint must not
+            // point past lines the sinks lost. (A `kill -9` needs no fsync:
+            // written data is in the kernel by the time a line counts as
+            // handled.)
+            let result = shared.sync_outputs().and_then(|()| store.save(&cp));
             slot = state.lock();
             match result {
                 Ok(()) => {
@@ -109,7 +99,7 @@ fn run(state: &State, store: &Store, shared: &Shared) {
                     }
                 }
                 Err(e) => {
-                    Stats::add(&shared.stats.tail_checkpoint_errors, 1);
+                    Stats::add(&shared.stats().tail_checkpoint_errors, 1);
                     if !failing {
                         failing = true;
                         tracing::error!(checkpoint = %store.path().display(), error = %e, "cannot write the checkpoint; lines are still handled, but after a restart they would be read again; retrying");

@@ -1,5 +1,5 @@
 //! What wakes a tail source: filesystem events (notify) for low latency,
-//! replies from the dispatcher, room in its queue, and stop. The periodic
+//! events handled, room in the queue, and stop. The periodic
 //! poll in the source is the safety net for what notify misses (inotify
 //! overflow, network filesystems, a directory created later).
 
@@ -15,7 +15,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use super::identity::FileId;
 
 /// One source's doorbell: a flag per reason and a channel to wait on.
-/// Also the [`Wake`] of the futures the source polls (dispatcher replies,
+/// Also the [`Wake`] of the futures the source polls (events handled,
 /// queue permits), so one wait covers everything.
 pub struct Signal {
     tx: Sender<()>,

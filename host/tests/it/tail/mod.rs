@@ -214,11 +214,11 @@ impl Tail {
     }
 
     pub fn stats(&self) -> Value {
-        self.daemon().daemon().dispatcher().shared().stats.to_json()["tail"].clone()
+        self.daemon().daemon().stats().to_json()["tail"].clone()
     }
 
     pub fn handled(&self) -> u64 {
-        let stats = &self.daemon().daemon().dispatcher().shared().stats;
+        let stats = &self.daemon().daemon().stats();
         stats.tail_lines_handled.load(Relaxed) + stats.tail_bad_lines.load(Relaxed)
     }
 

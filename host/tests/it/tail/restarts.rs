@@ -37,7 +37,7 @@ handlers = ["slow"]
         max_ahead = max_ahead.max(ahead);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let stats = t.daemon().daemon().dispatcher().shared().stats.to_json();
+    let stats = t.daemon().daemon().stats().to_json();
     t.stop().await;
     // Without backpressure all 12,000 would be submitted at once; with it,
     // the queue's 8 plus a few batches whose replies the source had not

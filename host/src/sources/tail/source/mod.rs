@@ -9,8 +9,8 @@
 //! was truncated (copytruncate): lines not yet read are read from the copy
 //! when one is found next to it, and the file is read again from 0.
 //!
-//! Lines go to the dispatcher in batches; each event has a reply, and a
-//! batch is complete when all of its replies are in. Batches complete in
+//! Lines go to the submitter in batches; each event has a [`Handled`], and
+//! a batch is complete when all of them have resolved. Batches complete in
 //! order per file, so the checkpoint of a file is the end of its last
 //! complete batch: every line before it has been handled.
 
@@ -22,11 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use tokio::sync::oneshot;
 
 use super::checkpoint::{self, Checkpoint, CheckpointError, FileRecord, FileState, Store};
 use super::identity::{FileId, Fingerprint, LineMark};
@@ -34,9 +32,13 @@ use super::lines::LineSplitter;
 use super::saver::Saver;
 use super::watch::{DirWatcher, Signal};
 use crate::config::TailSource;
-use crate::dispatch::{Dispatcher, EventReport};
+use crate::dead_letter::DeadLetters;
+use crate::pipeline::{Handled, Submitter};
+use crate::shutdown::Shutdown;
+use crate::sources::{Source, SourceContext};
 use crate::telemetry::Stats;
 
+mod copies;
 mod discover;
 mod read;
 
@@ -55,7 +57,7 @@ const SAVE_EVERY: Duration = Duration::from_millis(50);
 const MTIME_SLACK_MS: u64 = 2_000;
 /// How often a rotated file that was at its end is looked at again.
 const ROTATED_LOOK: Duration = Duration::from_millis(50);
-/// Lines per batch submitted to the dispatcher.
+/// Lines per batch submitted.
 const MAX_BATCH: usize = 512;
 /// Finished files remembered (to recognise them under another name).
 const KEEP_RECORDS: usize = 1_000;
@@ -69,70 +71,33 @@ pub enum TailError {
     Thread { path: PathBuf, source: io::Error },
 }
 
-/// A running tail source.
-pub struct TailHandle {
-    signal: Arc<Signal>,
-    thread: Option<JoinHandle<()>>,
-    path: PathBuf,
-}
-
-impl TailHandle {
-    /// Stops reading, waits until the events in flight have been handled
-    /// and writes the final checkpoint. Blocking.
-    pub fn stop(mut self) {
-        self.signal.request_stop();
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!(source = %self.path.display(), "the tail source thread panicked");
-            }
-        }
-    }
-
-    /// Asks the source to stop without waiting (see [`TailHandle::stop`]).
-    pub fn request_stop(&self) {
-        self.signal.request_stop();
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TailHandle {
-    fn drop(&mut self) {
-        // Not stopped explicitly (an error path): at least stop reading.
-        self.signal.request_stop();
-    }
-}
-
-/// Starts following `cfg.path`. Fails when the checkpoint cannot be
-/// locked or read; problems with single files are logged and retried.
-pub fn spawn(
-    cfg: TailSource,
-    state_dir: &Path,
-    dispatcher: Arc<Dispatcher>,
-) -> Result<TailHandle, TailError> {
-    let store = Store::open(state_dir, &cfg.path)?;
+/// Opens the checkpoint of `cfg.path` and positions the source on the
+/// files there, before it runs: a line appended once the daemon has
+/// started is never taken for one that was there before (`start_at`).
+/// Fails when the checkpoint cannot be locked or read, or its writer
+/// thread cannot start; problems with single files are logged and retried.
+pub fn open(cfg: TailSource, ctx: &SourceContext) -> Result<Tail, TailError> {
+    let store = Store::open(&ctx.state_dir, &cfg.path)?;
     let checkpoint = store.load(&cfg.path)?;
     let checkpoint_path = store.path().to_path_buf();
-    let thread_error = |source| TailError::Thread {
+    let saver = Saver::start(store, ctx.outputs.clone()).map_err(|source| TailError::Thread {
         path: cfg.path.clone(),
         source,
-    };
-    let saver = Saver::start(store, dispatcher.shared().clone()).map_err(thread_error)?;
+    })?;
     let (signal, wake) = Signal::new();
     let (root, recursive) = cfg.pattern.watch_root();
     let watcher = DirWatcher::new(signal.clone(), root, recursive);
-    let path = cfg.path.clone();
-    let batch_max = MAX_BATCH.min(dispatcher.capacity()).max(1);
-    let source = Source {
+    let batch_max = MAX_BATCH.min(ctx.submitter.capacity()).max(1);
+    let mut tail = Tail {
         max_line: cfg.max_line as usize,
         cfg,
         saver,
         checkpoint_path,
-        dispatcher,
+        submitter: ctx.submitter.clone(),
+        dead_letters: ctx.dead_letters.clone(),
+        stats: ctx.stats.clone(),
         waker: Waker::from(signal.clone()),
-        signal: signal.clone(),
+        signal,
         wake,
         watcher,
         tailers: Vec::new(),
@@ -149,28 +114,33 @@ pub fn spawn(
         parsed: Vec::new(),
         warned: HashSet::new(),
     };
-    // Positioned before this returns: a line appended once the daemon has
-    // started is never taken for one that was there before (`start_at`).
-    let mut source = source;
-    source.begin(checkpoint);
-    let thread = std::thread::Builder::new()
-        .name("tail".into())
-        .spawn(move || source.run())
-        .map_err(|source| TailError::Thread {
-            path: path.clone(),
-            source,
-        })?;
-    Ok(TailHandle {
-        signal,
-        thread: Some(thread),
-        path,
-    })
+    tail.begin(checkpoint);
+    Ok(tail)
+}
+
+impl Source for Tail {
+    fn describe(&self) -> String {
+        format!("tail {}", self.cfg.path.display())
+    }
+
+    fn run(self: Box<Self>, shutdown: Shutdown) {
+        let mut tail = *self;
+        let signal = tail.signal.clone();
+        shutdown.on_shutdown(move || signal.request_stop());
+        let halt = tail.serve();
+        if matches!(halt, Halt::Failed) {
+            tracing::error!(source = %tail.cfg.path.display(), "tail source stopped after a failure; its checkpoint stays before the failed line, which is read again after a restart");
+        }
+        tail.finish();
+        // Last: the daemon's shutdown waits for this drop.
+        drop(shutdown);
+    }
 }
 
 /// Why the source stops before being asked to.
 #[derive(Debug)]
 enum Halt {
-    /// Asked to stop, or the dispatcher closed.
+    /// Asked to stop, or the queue closed.
     Stop,
     /// Something that must not be skipped failed (a dead letter could not
     /// be written, an event was dropped unhandled): the checkpoint stays
@@ -238,24 +208,27 @@ impl Tailer {
     }
 }
 
-/// Lines submitted together; complete when every reply is in.
+/// Lines submitted together; complete when every event is handled.
 struct Batch {
     tailer: u64,
     /// The offset after the batch's last line.
     end: u64,
     end_line: Option<LineMark>,
-    replies: Vec<oneshot::Receiver<EventReport>>,
-    /// Replies before this one are in.
+    handled: Vec<Handled>,
+    /// Events before this one are handled.
     next: usize,
 }
 
-struct Source {
+/// One `[[source.tail]]`, positioned on its files; runs as a [`Source`].
+pub struct Tail {
     cfg: TailSource,
     max_line: usize,
     /// Writes the checkpoints (and holds the lock on them).
     saver: Saver,
     checkpoint_path: PathBuf,
-    dispatcher: Arc<Dispatcher>,
+    submitter: Arc<dyn Submitter>,
+    dead_letters: DeadLetters,
+    stats: Arc<Stats>,
     signal: Arc<Signal>,
     waker: Waker,
     wake: Receiver<()>,
@@ -282,9 +255,9 @@ struct Source {
     warned: HashSet<PathBuf>,
 }
 
-impl Source {
+impl Tail {
     fn stats(&self) -> &Stats {
-        &self.dispatcher.shared().stats
+        &self.stats
     }
 
     /// Picks up where the checkpoint left off and looks at the files once.
@@ -305,14 +278,6 @@ impl Source {
         // Save the starting points now: after a crash before the next save,
         // `start_at = "end"` must not skip what was appended meanwhile.
         self.save();
-    }
-
-    fn run(mut self) {
-        let halt = self.serve();
-        if matches!(halt, Halt::Failed) {
-            tracing::error!(source = %self.cfg.path.display(), "tail source stopped after a failure; its checkpoint stays before the failed line, which is read again after a restart");
-        }
-        self.finish();
     }
 
     fn serve(&mut self) -> Halt {

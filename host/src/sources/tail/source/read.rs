@@ -4,17 +4,17 @@
 
 use std::future::Future;
 use std::os::unix::fs::MetadataExt;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Batch, Halt, Look, Source, Tailer, CHUNK, ROTATED_LOOK};
+use super::{Batch, Halt, Look, Tail, Tailer, CHUNK, ROTATED_LOOK};
 use crate::dead_letter::BadLine;
-use crate::dispatch::{Job, SubmitError};
 use crate::envelope::Event;
+use crate::pipeline::{Ack, Handled, SubmitError};
 use crate::sources::tail::checkpoint::{FileRecord, FileState};
 use crate::sources::tail::identity::{read_full_at, read_head, Fingerprint, LineMark};
 use crate::sources::tail::lines::{strip_cr, Item};
@@ -43,7 +43,7 @@ pub(super) struct Parsed {
     pub(super) mark: Option<LineMark>,
 }
 
-impl Source {
+impl Tail {
     /// Reads one chunk from every file that has more; true if any had.
     pub(super) fn read_all(&mut self) -> Result<bool, Halt> {
         let mut progressed = false;
@@ -83,7 +83,7 @@ impl Source {
             }
             if t.state == FileState::Active && meta.nlink() == 0 {
                 t.state = FileState::Rotated;
-                Stats::add(&self.dispatcher.shared().stats.tail_rotations, 1);
+                Stats::add(&self.stats.tail_rotations, 1);
                 tracing::info!(file = %t.path.display(), "deleted: read to its end");
                 self.dirty = true;
             }
@@ -194,27 +194,25 @@ impl Source {
         let mut rest = parsed.peekable();
         while rest.peek().is_some() {
             let n = rest.len().min(self.batch_max);
-            let mut jobs = Vec::with_capacity(n);
-            let mut replies = Vec::with_capacity(n);
+            let mut events = Vec::with_capacity(n);
             let mut bad = Vec::new();
             let (mut end, mut end_line) = (0, None);
             for p in rest.by_ref().take(n) {
                 (end, end_line) = (p.end, p.mark);
                 match p.out {
-                    Out::Event(ev) => {
-                        let (job, rx) = Job::with_ack(ev);
-                        jobs.push(job);
-                        replies.push(rx);
-                    }
+                    Out::Event(ev) => events.push(ev),
                     Out::Bad(b) => bad.push(b),
                     Out::Blank => {}
                 }
             }
-            let n = jobs.len() as u64;
-            if !jobs.is_empty() {
-                self.submit(jobs)?;
+            let n = events.len() as u64;
+            let handled = if events.is_empty() {
+                Vec::new()
+            } else {
+                let handled = self.submit(events)?;
                 Stats::add(&self.stats().tail_lines, n);
-            }
+                handled
+            };
             if !bad.is_empty() {
                 self.write_bad(i, &bad)?;
             }
@@ -222,7 +220,7 @@ impl Source {
                 tailer: key,
                 end,
                 end_line,
-                replies,
+                handled,
                 next: 0,
             });
             self.tailers[i].in_flight += 1;
@@ -230,16 +228,17 @@ impl Source {
         Ok(())
     }
 
-    /// Queues jobs, waiting for room: while the queue is full nothing more
-    /// is read (backpressure), but replies are collected and checkpoints
-    /// written, and new files are opened so that none rotates away unseen.
-    fn submit(&mut self, jobs: Vec<Job>) -> Result<(), Halt> {
-        let dispatcher = self.dispatcher.clone();
-        let mut fut = pin!(dispatcher.submit(jobs));
+    /// Submits events, waiting for room: while the queue is full nothing
+    /// more is read (backpressure), but completions are collected and
+    /// checkpoints written, and new files are opened so that none rotates
+    /// away unseen. Returns what says when each event is handled.
+    fn submit(&mut self, events: Vec<Event>) -> Result<Vec<Handled>, Halt> {
+        let submitter = self.submitter.clone();
+        let mut fut = submitter.submit(events, Ack::Handled);
         loop {
             let mut cx = Context::from_waker(&self.waker);
             match fut.as_mut().poll(&mut cx) {
-                Poll::Ready(Ok(())) => return Ok(()),
+                Poll::Ready(Ok(receipt)) => return Ok(receipt.handled),
                 Poll::Ready(Err(SubmitError::Closed)) => return Err(Halt::Stop),
                 Poll::Ready(Err(e)) => {
                     tracing::error!(source = %self.cfg.path.display(), error = %e, "cannot submit");
@@ -263,7 +262,6 @@ impl Source {
     /// Writes lines that are not events to dead letters, flushed: they are
     /// then as handled as an event is.
     pub(super) fn write_bad(&mut self, i: usize, bad: &[BadOut]) -> Result<(), Halt> {
-        let shared = self.dispatcher.shared();
         let t = &self.tailers[i];
         for b in bad {
             let letter = BadLine {
@@ -277,17 +275,17 @@ impl Source {
             };
             // The dead-letter log counts the failure and carries the letters
             // it could not write in the log; the checkpoint stays before it.
-            if let Err(e) = shared.dead_letters.write_bad_line(&letter) {
+            if let Err(e) = self.dead_letters.write_bad_line(&letter) {
                 tracing::error!(file = %t.path.display(), offset = b.offset, reason = b.reason, error = %e, "cannot write a dead letter for a line that is not an event");
                 return Err(Halt::Failed);
             }
             tracing::debug!(file = %t.path.display(), offset = b.offset, reason = b.reason, message = %b.message, "line is not an event");
         }
-        Stats::add(&shared.stats.tail_bad_lines, bad.len() as u64);
+        Stats::add(&self.stats.tail_bad_lines, bad.len() as u64);
         let first = &bad[0];
         tracing::warn!(file = %t.path.display(), offset = first.offset, reason = first.reason, message = %first.message, lines = bad.len(), "lines that are not events went to dead letters");
-        if let Err(e) = shared.dead_letters.flush() {
-            tracing::error!(path = %shared.dead_letters.path().display(), error = %e, "cannot flush dead letters");
+        if let Err(e) = self.dead_letters.flush() {
+            tracing::error!(path = %self.dead_letters.path().display(), error = %e, "cannot flush dead letters");
             return Err(Halt::Failed);
         }
         Ok(())
@@ -297,8 +295,8 @@ impl Source {
     pub(super) fn poll_completions(&mut self) -> Result<(), Halt> {
         let mut cx = Context::from_waker(&self.waker);
         while let Some(b) = self.in_flight.front_mut() {
-            while b.next < b.replies.len() {
-                match Pin::new(&mut b.replies[b.next]).poll(&mut cx) {
+            while b.next < b.handled.len() {
+                match Pin::new(&mut b.handled[b.next]).poll(&mut cx) {
                     Poll::Ready(Ok(report)) if report.unwritten => {
                         let file = self
                             .tailers
@@ -322,10 +320,7 @@ impl Source {
                 }
             }
             let b = self.in_flight.pop_front().expect("front exists");
-            Stats::add(
-                &self.dispatcher.shared().stats.tail_lines_handled,
-                b.replies.len() as u64,
-            );
+            Stats::add(&self.stats.tail_lines_handled, b.handled.len() as u64);
             if let Some(t) = self.tailers.iter_mut().find(|t| t.key == b.tailer) {
                 t.committed = b.end;
                 t.committed_line = b.end_line;
@@ -353,7 +348,7 @@ impl Source {
     fn truncated(&mut self, i: usize, size: u64) -> Result<(), Halt> {
         let key = self.tailers[i].key;
         self.drain(key)?;
-        let stats = &self.dispatcher.shared().stats;
+        let stats = &self.stats;
         Stats::add(&stats.tail_truncations, 1);
         let t = &mut self.tailers[i];
         let consumed = t.lines.consumed();
@@ -379,10 +374,7 @@ impl Source {
         if copied {
             tracing::info!(file = %path.display(), offset = consumed, "truncated (copytruncate): reading on from the copy, and the file again from 0");
         } else if unread > 0 {
-            Stats::add(
-                &self.dispatcher.shared().stats.tail_copytruncate_lost_bytes,
-                unread,
-            );
+            Stats::add(&self.stats.tail_copytruncate_lost_bytes, unread);
             tracing::warn!(file = %path.display(), offset = consumed, bytes = unread, "truncated before these bytes were read and no copy was found: they are lost");
         } else {
             tracing::info!(file = %path.display(), offset = consumed, "truncated (copytruncate): reading again from 0");

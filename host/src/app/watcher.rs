@@ -1,5 +1,6 @@
 //! Notices changes to the plugins folder and the config file and asks for a
-//! reload. It only notices: the loader does the work (see `reload`).
+//! reload. It only notices: the loader does the work (see `reload`). It
+//! stops on the daemon's shutdown signal.
 //!
 //! A plugin file counts as completely written when it is closed after
 //! writing or renamed into place; plain writes are ignored until then, so a
@@ -12,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher as _};
-use tokio::sync::mpsc::UnboundedSender;
 
-use crate::daemon::ReloadRequest;
+use super::reload::{ReloadRequest, ReloadSender};
+use crate::shutdown::Shutdown;
 
 /// Quiet time after the last change before reloading: a burst of changes
 /// (an editor's save, a deploy of several plugins) becomes one reload.
@@ -22,9 +23,11 @@ const DEBOUNCE: Duration = Duration::from_millis(30);
 /// A burst longer than this reloads anyway.
 const MAX_DELAY: Duration = Duration::from_millis(500);
 
-pub struct Watcher {
-    /// Dropping it stops the notifications and, with them, the debounce thread.
-    _inner: notify::RecommendedWatcher,
+/// What the debounce thread receives.
+enum Msg {
+    Fs(notify::Result<notify::Event>),
+    /// Shutdown began: stop watching.
+    Stop,
 }
 
 struct Paths {
@@ -83,39 +86,47 @@ impl Paths {
     }
 }
 
-impl Watcher {
-    /// Watches `plugins_dir` and the directory of `config_file` (so that a
-    /// config saved by rename is seen); sends a [`ReloadRequest`] per burst.
-    pub fn start(
-        plugins_dir: &Path,
-        config_file: &Path,
-        reloads: UnboundedSender<ReloadRequest>,
-    ) -> notify::Result<Watcher> {
-        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        let config_file = canon(config_file);
-        let paths = Paths {
-            plugins_dir: canon(plugins_dir),
-            config_file: config_file.clone(),
-        };
-        let (tx, rx) = mpsc::channel();
-        let mut inner = notify::recommended_watcher(tx)?;
-        inner.watch(&paths.plugins_dir, RecursiveMode::NonRecursive)?;
-        if let Some(dir) = config_file.parent().filter(|d| *d != paths.plugins_dir) {
-            inner.watch(dir, RecursiveMode::NonRecursive)?;
-        }
-        std::thread::Builder::new()
-            .name("watcher".into())
-            .spawn(move || debounce(&paths, &rx, &reloads))
-            .map_err(|e| notify::Error::generic(&e.to_string()))?;
-        Ok(Watcher { _inner: inner })
+/// Watches `plugins_dir` and the directory of `config_file` (so that a
+/// config saved by rename is seen) on a thread of its own, and sends a
+/// [`ReloadRequest`] per burst of changes, until `shutdown`.
+pub fn start(
+    plugins_dir: &Path,
+    config_file: &Path,
+    reloads: ReloadSender,
+    shutdown: Shutdown,
+) -> notify::Result<()> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let config_file = canon(config_file);
+    let paths = Paths {
+        plugins_dir: canon(plugins_dir),
+        config_file: config_file.clone(),
+    };
+    let (tx, rx) = mpsc::channel();
+    let fs = tx.clone();
+    let mut inner = notify::recommended_watcher(move |event| {
+        let _ = fs.send(Msg::Fs(event));
+    })?;
+    inner.watch(&paths.plugins_dir, RecursiveMode::NonRecursive)?;
+    if let Some(dir) = config_file.parent().filter(|d| *d != paths.plugins_dir) {
+        inner.watch(dir, RecursiveMode::NonRecursive)?;
     }
+    shutdown.on_shutdown(move || {
+        let _ = tx.send(Msg::Stop);
+    });
+    std::thread::Builder::new()
+        .name("watcher".into())
+        .spawn(move || {
+            debounce(&paths, &rx, &reloads);
+            // Stops the notifications, then says this task is done.
+            drop(inner);
+            drop(shutdown);
+        })
+        .map_err(|e| notify::Error::generic(&e.to_string()))?;
+    Ok(())
 }
 
-fn debounce(
-    paths: &Paths,
-    rx: &mpsc::Receiver<notify::Result<notify::Event>>,
-    reloads: &UnboundedSender<ReloadRequest>,
-) {
+/// Runs until [`Msg::Stop`] arrives or the reload loop is gone.
+fn debounce(paths: &Paths, rx: &mpsc::Receiver<Msg>, reloads: &ReloadSender) {
     loop {
         let mut settled = BTreeSet::new();
         // Whether an event is about our files. Others (a sink file written in
@@ -144,12 +155,12 @@ fn debounce(
         };
         loop {
             match rx.recv() {
-                Ok(event) => {
+                Ok(Msg::Fs(event)) => {
                     if note(event) {
                         break;
                     }
                 }
-                Err(_) => return,
+                Ok(Msg::Stop) | Err(_) => return,
             }
         }
         let started = Instant::now();
@@ -161,13 +172,13 @@ fn debounce(
                 break;
             }
             match rx.recv_timeout(deadline - now) {
-                Ok(event) => {
+                Ok(Msg::Fs(event)) => {
                     if note(event) {
                         quiet_until = Instant::now() + DEBOUNCE;
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
         }
         tracing::debug!(settled = settled.len(), "change noticed; asking for a reload");
