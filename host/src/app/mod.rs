@@ -35,11 +35,11 @@ use tokio::task::JoinHandle;
 use self::core::Core;
 use self::reload::{ReloadRequest, ReloadSender};
 use crate::config::Config;
-use crate::telemetry::StreamHub;
 use crate::http::{self, AppState, Role};
 use crate::shutdown::Trigger;
 use crate::sinks;
 use crate::telemetry::Stats;
+use crate::telemetry::StreamHub;
 
 pub use plugins::{PluginLoader, Plugins};
 pub use reload::LoadReport;

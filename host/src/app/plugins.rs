@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use wasmtime::Module;
 
-use crate::config::plugin_files;
 use super::reload::LoadReport;
+use crate::config::plugin_files;
 use crate::config::Config;
 use crate::pipeline::Snapshot;
 use crate::runtime::cache::{self, Origin};

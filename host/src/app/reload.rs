@@ -99,7 +99,9 @@ impl Loader {
                 return report;
             }
         };
-        warn_restart_only(&previous.config, &config);
+        for setting in crate::config::restart_only_changes(&previous.config, &config) {
+            tracing::warn!(setting = %setting, "changed in the config: it takes effect at the next restart");
+        }
         match self.build(config, Some(&previous), Some(settled)) {
             Ok((snapshot, mut report)) => {
                 shared.replace(snapshot);
@@ -259,25 +261,6 @@ pub(super) async fn reload_loop(
                 let _ = reply.send(report.clone());
             }
         }
-    }
-}
-
-/// Settings read once at start; a reload cannot apply a change to them.
-fn warn_restart_only(old: &Config, new: &Config) {
-    let s = (&old.server, &new.server);
-    if s.0.listen != s.1.listen
-        || s.0.workers != s.1.workers
-        || s.0.queue != s.1.queue
-        || s.0.max_body != s.1.max_body
-        || s.0.header_timeout != s.1.header_timeout
-        || s.0.body_timeout != s.1.body_timeout
-        || s.0.max_connections != s.1.max_connections
-        || s.0.send_timeout != s.1.send_timeout
-    {
-        tracing::warn!("[server] changed: it takes effect at the next restart");
-    }
-    if old.dead_letter != new.dead_letter {
-        tracing::warn!("[dead_letter] path changed: it takes effect at the next restart");
     }
 }
 

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::LogFormat;
-use crate::config::Config;
 use crate::app::{self, Daemon};
+use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -197,7 +197,14 @@ impl Cascade<'_> {
                     let msg = format!("sink {sink:?}: {}", e.error);
                     divert(self.shared, sm, sink, Some((event, route)), e);
                     if mine {
-                        self.result(event, route, None, DeadLetterKind::SinkError.as_str(), Some(&msg), None);
+                        self.result(
+                            event,
+                            route,
+                            None,
+                            DeadLetterKind::SinkError.as_str(),
+                            Some(&msg),
+                            None,
+                        );
                     }
                 }
             }
@@ -238,7 +245,13 @@ impl Cascade<'_> {
             .map(|(r, _)| r.clone())
             .unwrap_or_default();
         let plugin = self.refused_by.first().map(|(_, p)| p.clone());
-        self.dead_letter(root, &route, plugin.as_deref(), DeadLetterKind::CascadeLimit, &msg);
+        self.dead_letter(
+            root,
+            &route,
+            plugin.as_deref(),
+            DeadLetterKind::CascadeLimit,
+            &msg,
+        );
     }
 
     fn tag_version(&mut self, plugin: &Plugin) {

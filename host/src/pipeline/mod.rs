@@ -37,10 +37,10 @@ use std::thread::JoinHandle;
 
 use crate::dead_letter::DeadLetters;
 use crate::envelope::Event;
-use crate::telemetry::StreamHub;
 use crate::runtime;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
+use crate::telemetry::StreamHub;
 
 pub use memory::MemoryQueue;
 pub use queue::{Ack, Handled, Queue, Receipt, SubmitError, Submitter, Waiting};

@@ -2,10 +2,10 @@
 //! text), forwarded to the daemon's log within each plugin's line and byte
 //! limits (issue 16: `[plugins] log_rate`, `log_bytes`).
 
-use crate::envelope::Event;
 use crate::config::LogLimit;
-use crate::telemetry::PluginMetrics;
+use crate::envelope::Event;
 use crate::runtime::{self, Invocation, Level, Plugin};
+use crate::telemetry::PluginMetrics;
 
 /// Forwards a plugin's log lines, and its failure (whose message carries
 /// guest text), to the daemon's log, with plugin and event, within the

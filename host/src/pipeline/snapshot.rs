@@ -11,11 +11,11 @@ use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::dead_letter::DeadLetters;
-use crate::telemetry::StreamHub;
 use crate::router::Router;
 use crate::runtime::Plugin;
 use crate::sinks::Sink;
 use crate::telemetry::Stats;
+use crate::telemetry::StreamHub;
 
 /// Everything routing needs, swapped whole on reload.
 pub struct Snapshot {

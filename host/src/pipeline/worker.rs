@@ -14,10 +14,10 @@ use super::queue::{NoDelivery, Queue};
 use super::report::EventReport;
 use super::snapshot::{Shared, Snapshot};
 use crate::envelope::Event;
-use crate::telemetry::{Metrics, PluginMetrics, SinkMetrics};
 use crate::runtime::Warm;
 use crate::sinks::SinkError;
 use crate::telemetry::Stats;
+use crate::telemetry::{Metrics, PluginMetrics, SinkMetrics};
 
 /// Events a worker completes before it flushes and acknowledges them even
 /// if more wait.

@@ -433,3 +433,68 @@ async fn sighup_reloads_and_the_daemon_keeps_serving() {
         .any(|l| l.contains("SIGHUP received: reloading")));
     assert!(daemon.terminate().await.success());
 }
+
+/// Issue 11: a reload names every changed setting it cannot apply (one diff
+/// of the old and the new config, not a hand-kept list) and applies the
+/// rest: here a route's handler changes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_names_each_setting_that_takes_a_restart() {
+    let dir = crate::harness::write_setup(
+        "workers = 2",
+        ROUTES,
+        &[("ver", version(1)), ("other", version(2))],
+    );
+    let cfg = dir.path().join("router.toml");
+    let mut daemon = crate::harness::Binary::start(&cfg);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let changed = text
+        .replace("workers = 2", "workers = 3")
+        .replace("handlers = [\"ver\"]", "handlers = [\"other\"]")
+        + "\n[stream]\nbuffer = 77\n";
+    std::fs::write(&cfg, changed).unwrap();
+    let r = crate::harness::request(daemon.addr, "POST", "/v1/reload", &[], Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let restart_lines = || {
+        daemon
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.contains("takes effect at the next restart"))
+            .count()
+    };
+    crate::harness::wait_until(
+        "two restart-only warnings in the log",
+        Duration::from_secs(10),
+        async || restart_lines() >= 2,
+    )
+    .await;
+    let restart_only: Vec<String> = daemon
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("takes effect at the next restart"))
+        .collect();
+    for setting in ["server.workers", "stream.buffer"] {
+        assert!(
+            restart_only.iter().any(|l| l.contains(setting)),
+            "no restart warning names {setting}: {restart_only:?}"
+        );
+    }
+    assert_eq!(
+        restart_only.len(),
+        2,
+        "only the two changed settings: {restart_only:?}"
+    );
+    let r = crate::harness::request(
+        daemon.addr,
+        "POST",
+        "/v1/events?wait=true",
+        &[("content-type", "application/json")],
+        br#"{"name": "work.a"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        r.body["events"][0]["handlers"][0]["plugin"], "other",
+        "{}",
+        r.body
+    );
+    assert!(daemon.terminate().await.success());
+}
