@@ -6,7 +6,7 @@
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use switchyard::envelope::cloudevents::decode_header_value;
+use switchyard::event::cloudevents::decode_header_value;
 use switchyard::http::ingest;
 
 fuzz_target!(|input: &[u8]| {

@@ -51,7 +51,7 @@ fuzz_target!(|input: &[u8]| {
         for ev in events {
             // Whatever was accepted serialises and reads back.
             let json = ev.to_json();
-            let back: switchyard::envelope::Event =
+            let back: switchyard::event::Event =
                 serde_json::from_slice(&json).expect("an accepted event reads back");
             assert_eq!(back, ev);
         }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, Criterion};
 use switchyard::config::{Instance, Limits, PluginSettings};
-use switchyard::envelope::Event;
+use switchyard::event::Event;
 use switchyard::runtime::{Plugin, Runtime, Warm};
 
 #[path = "../../plugins/rust/reshape/src/reshape.rs"]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::envelope::{self, Event};
+use crate::event::{self, Event};
 use crate::ndjson::{NdjsonFile, SinkError};
 use crate::runtime::FailureKind;
 use crate::telemetry::Stats;
@@ -262,7 +262,7 @@ impl DeadLetters {
         message: &str,
     ) -> io::Result<()> {
         let letter = DeadLetter {
-            time: envelope::now(),
+            time: event::now(),
             event,
             route,
             plugin,
@@ -289,7 +289,7 @@ impl DeadLetters {
         message: &str,
     ) -> io::Result<()> {
         let letter = DeadLetter {
-            time: envelope::now(),
+            time: event::now(),
             event,
             route,
             plugin: None,
@@ -320,7 +320,7 @@ impl DeadLetters {
             Err(_) => None,
         };
         let letter = BadLineLetter {
-            time: envelope::now(),
+            time: event::now(),
             kind: DeadLetterKind::BadLine,
             reason: bad.reason,
             message: bad.message,

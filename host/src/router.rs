@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use crate::envelope::Event;
-use crate::version::VersionReq;
+use crate::event::version::VersionReq;
+use crate::event::Event;
 
 /// A compiled glob over event names or sources: `*` is any run of characters
 /// (dots included), `?` one character, `[a-z]` a class, `{a,b}` alternatives.

@@ -205,6 +205,10 @@ impl Daemon {
                 s.join();
             }
             pipeline.join();
+            let deadline = std::time::Instant::now() + sinks::http::CLOSE_GRACE;
+            pipeline.shared().close_sinks(deadline);
+            // Webhooks a reload replaced deliver what they hold within the
+            // same grace.
             sinks.close(sinks::http::CLOSE_GRACE);
             pipeline.shared().sync_all()
         })

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::output;
 use crate::config::{units, Limits, LoadLimits, PluginSettings};
-use crate::envelope::Event;
+use crate::event::Event;
 use crate::runtime::{Invocation, Plugin, Runtime};
 
 #[derive(Debug, clap::Subcommand)]

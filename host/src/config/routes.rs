@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use super::raw::RawRoute;
 use super::validate::{line_col, listing, listing_of, toml_to_json, Validator};
+use crate::event::version::VersionReq;
 use crate::router::{FieldPath, Matcher, NameGlob, Predicate, Route};
-use crate::version::VersionReq;
 
 impl Validator<'_> {
     /// `[[route]]`s, in order; those with errors are left out. Handlers

@@ -17,7 +17,7 @@ use super::body::read_body;
 use super::stream::Framing;
 use super::submit::accept;
 use super::{error_response, json_response, AppState, Resp};
-use crate::envelope::{self, Event};
+use crate::event::{self, Event};
 use crate::pipeline::Submitter;
 use crate::router::NameGlob;
 use crate::telemetry::{self, Format, Live, SubscribeError};
@@ -139,7 +139,7 @@ pub(super) async fn replay(state: &AppState, req: Request<Incoming>, wait: bool)
             Ok(one @ Value::Object(_)) => Ok(vec![one]),
             Ok(other) => Err(format!(
                 "expected an event or an array of events, got {}",
-                envelope::json_type(&other)
+                event::json_type(&other)
             )),
             Err(e) => Err(format!("body: invalid JSON: {e}")),
         },
@@ -187,16 +187,16 @@ fn replayed_event(mut v: Value) -> Result<Event, String> {
         Some(other) => {
             return Err(format!(
                 "\"source\" must be a string, got {}",
-                envelope::json_type(other)
+                event::json_type(other)
             ))
         }
         None => return Err("missing \"source\" (a replayed event keeps the source it came from)".into()),
     };
     if let Some(Value::Object(meta)) = v.get_mut("meta") {
-        meta.insert("replayed_at".into(), Value::String(envelope::now()));
+        meta.insert("replayed_at".into(), Value::String(event::now()));
     } else if let Some(obj) = v.as_object_mut() {
         if !obj.contains_key("meta") {
-            obj.insert("meta".into(), json!({"replayed_at": envelope::now()}));
+            obj.insert("meta".into(), json!({"replayed_at": event::now()}));
         }
     }
     Event::from_input(v, &source).map_err(|e| e.to_string())

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 mod binary;
 mod form;
 
-use crate::envelope::{self, Event};
+use crate::event::{self, Event};
 
 /// A refusal to send back to the producer.
 #[derive(Debug, PartialEq)]
@@ -90,7 +90,7 @@ pub fn events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, IngestErro
                 Value::Array(items) => batch(items, structured),
                 other => Err(bad(format!(
                     "a CloudEvents batch must be a JSON array, got {}",
-                    envelope::json_type(&other)
+                    event::json_type(&other)
                 ))),
             },
             _ => Err(unsupported("CloudEvents format")),
@@ -153,7 +153,7 @@ fn structured(v: Value) -> Result<Event, String> {
         Value::Object(obj) => Event::from_cloudevent(obj, SOURCE).map_err(|e| e.to_string()),
         other => Err(format!(
             "a CloudEvent must be a JSON object, got {}",
-            envelope::json_type(&other)
+            event::json_type(&other)
         )),
     }
 }

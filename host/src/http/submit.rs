@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::body::read_body;
 use super::{error_response, ingest, json_response, AppState, Resp};
-use crate::envelope::Event;
+use crate::event::Event;
 use crate::pipeline::{Ack, SubmitError, Submitter};
 use crate::telemetry::Stats;
 

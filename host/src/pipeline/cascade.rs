@@ -13,7 +13,7 @@ use super::report::{EventReport, HandlerResult};
 use super::snapshot::{Shared, Snapshot};
 use super::worker::{divert, Local};
 use crate::dead_letter::DeadLetterKind;
-use crate::envelope::{self, Event};
+use crate::event::{self, Event};
 use crate::runtime::{CascadeBudget, Emitted, Plugin, Refused};
 use crate::sinks::SinkError;
 use crate::telemetry::Stats;
@@ -323,11 +323,11 @@ fn child_event(parent: &Event, plugin: &str, hops: u32, emitted: Emitted) -> Eve
     meta.insert("hops".into(), Value::from(hops));
     meta.insert("trail".into(), Value::Array(trail));
     Event {
-        id: envelope::new_id(),
+        id: event::new_id(),
         name,
         version,
         source: format!("plugin:{plugin}"),
-        time: envelope::now(),
+        time: event::now(),
         meta,
         data,
     }

@@ -14,7 +14,7 @@ use super::queue::{
     Ack, Delivery, Handled, NoDelivery, Notifier, Queue, Receipt, SubmitError, Submitter, Waiting,
 };
 use super::report::EventReport;
-use crate::envelope::Event;
+use crate::event::Event;
 
 /// One accepted event in the channel.
 struct Item {

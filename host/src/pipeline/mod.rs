@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::dead_letter::DeadLetters;
-use crate::envelope::Event;
+use crate::event::Event;
 use crate::runtime;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
@@ -44,7 +44,6 @@ use crate::telemetry::StreamHub;
 
 pub use memory::MemoryQueue;
 pub use queue::{Ack, Handled, Queue, Receipt, SubmitError, Submitter, Waiting};
-pub use report::{EventReport, HandlerResult};
 pub use snapshot::{Shared, Snapshot};
 
 /// The running pipeline: its queue and its workers.

@@ -3,7 +3,7 @@
 //! limits (issue 16: `[plugins] log_rate`, `log_bytes`).
 
 use crate::config::LogLimit;
-use crate::envelope::Event;
+use crate::event::Event;
 use crate::runtime::{self, Invocation, Level, Plugin};
 use crate::telemetry::PluginMetrics;
 

@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use super::report::EventReport;
-use crate::envelope::Event;
+use crate::event::Event;
 
 /// Why a batch was not accepted.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::envelope::Event;
+use crate::event::Event;
 
 /// What happened to an event and everything it caused.
 #[derive(Debug, Clone, Serialize)]

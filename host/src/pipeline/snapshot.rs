@@ -88,6 +88,19 @@ impl Shared {
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot fsync the dead-letter log: {e}")))
     }
 
+    /// Closes every serving sink once the workers have stopped
+    /// ([`Sink::close`]): what a sink still holds is written, or delivered
+    /// until `deadline` (webhooks, which dead-letter the rest). Lines a
+    /// sink hands back unwritten go to dead letters as `sink_error`.
+    pub fn close_sinks(&self, deadline: std::time::Instant) {
+        for (name, sink) in &self.snapshot.load().sinks {
+            if let Err(e) = sink.close(deadline) {
+                let metrics = self.stats.metrics.sink(name);
+                super::worker::divert(self, &metrics, name, None, e);
+            }
+        }
+    }
+
     /// Fsyncs every sink and the dead-letter log once nothing writes to
     /// them any more (at shutdown), logging each failure; returns how many
     /// failed.

@@ -13,7 +13,7 @@ use super::cascade::handle_event;
 use super::queue::{NoDelivery, Queue};
 use super::report::EventReport;
 use super::snapshot::{Shared, Snapshot};
-use crate::envelope::Event;
+use crate::event::Event;
 use crate::runtime::Warm;
 use crate::sinks::SinkError;
 use crate::telemetry::Stats;

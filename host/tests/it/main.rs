@@ -19,6 +19,7 @@ mod fsync_faults;
 mod harness;
 mod http_ingest;
 mod ingest_edges;
+mod layers;
 mod loading;
 mod metrics;
 mod protocol_edges;

@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 
 use super::raw::RawTail;
 use super::validate::{line_col, Validator};
-use crate::envelope::check_name;
+use crate::event::check_name;
 pub use pattern::Pattern;
 
 /// What each line of a tailed file is.

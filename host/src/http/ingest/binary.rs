@@ -1,7 +1,7 @@
 //! Binary-mode CloudEvents (HTTP binding 1.0.2, 3.1): attributes in `ce-*`
 //! headers, percent-encoded; `Content-Type` is `datacontenttype`; the body is
 //! the data. Assembled into the JSON event format's shape and checked by
-//! [`crate::envelope::cloudevents::to_event`], so both modes obey one set of
+//! [`crate::event::cloudevents::to_event`], so both modes obey one set of
 //! rules (issue 17, item 3).
 
 use base64::Engine as _;
@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use hyper::StatusCode;
 
 use super::{bad, parse_json, IngestError, SOURCE};
-use crate::envelope::cloudevents::{decode_header_value, is_json_media, valid_attribute_name};
-use crate::envelope::{EnvelopeError, Event};
+use crate::event::cloudevents::{decode_header_value, is_json_media, valid_attribute_name};
+use crate::event::{EnvelopeError, Event};
 
 /// The attributes of `ce-*` headers (names lower-cased by HTTP, values
 /// percent-decoded), each once. Errors name the header.

@@ -8,7 +8,7 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 
 use super::{events, IngestError};
-use crate::envelope::Event;
+use crate::event::Event;
 
 /// The attribute rules of the core spec and the JSON format, one by one.
 mod rules;

@@ -9,7 +9,7 @@ use switchyard_sdk::abi;
 use wasmtime::{Caller, Linker};
 
 use super::{with_guest_bytes, Capability, HostState, Import, Level};
-use crate::envelope::{check_name, json_type};
+use crate::event::{check_name, json_type};
 
 const EMIT: Import = Import {
     module: abi::IMPORT_MODULE,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::retry::{backoff, parse_retry_after, retryable};
 use super::{lock, Delivery, HttpClient};
 use crate::config::BatchFormat;
-use crate::envelope::Event;
+use crate::event::Event;
 use crate::sinks::SinkContext;
 
 /// Bytes of a refusing receiver's answer quoted in the dead letter.

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::config::TailFormat;
-use crate::envelope::{self, check_name, Event};
+use crate::event::{self, check_name, Event};
 
 /// Builds the event for `line` (UTF-8, without its line ending).
 pub fn to_event(format: &TailFormat, line: &str, source: &str) -> Result<Event, String> {
@@ -46,11 +46,11 @@ pub fn to_event(format: &TailFormat, line: &str, source: &str) -> Result<Event, 
 
 fn event(name: String, source: &str, data: Value) -> Event {
     Event {
-        id: envelope::new_id(),
+        id: event::new_id(),
         name,
         version: None,
         source: source.to_string(),
-        time: envelope::now(),
+        time: event::now(),
         meta: Map::new(),
         data,
     }

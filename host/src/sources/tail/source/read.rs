@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{Batch, Halt, Look, Tail, Tailer, CHUNK, ROTATED_LOOK};
 use crate::dead_letter::BadLine;
-use crate::envelope::Event;
+use crate::event::Event;
 use crate::pipeline::{Ack, Handled, SubmitError};
 use crate::sources::tail::checkpoint::{FileRecord, FileState};
 use crate::sources::tail::identity::{read_full_at, read_head, Fingerprint, LineMark};

@@ -3,6 +3,7 @@
 //! CloudEvents 1.0 ([`cloudevents`]).
 
 pub mod cloudevents;
+pub mod version;
 
 use std::cell::RefCell;
 use std::time::SystemTime;

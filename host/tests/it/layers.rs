@@ -1,0 +1,132 @@
+//! The structure issue 11 set, checked on the source itself so that it
+//! stays: the top-level modules of `host/src` import each other one way
+//! only (the order of `LAYERS`, which is `lib.rs`'s Layout), and no source
+//! file is longer than `MAX_LINES` before its unit tests.
+
+use std::path::{Path, PathBuf};
+
+/// Bottom to top: a module may name (`crate::NAME`) only modules before it.
+/// Modules on one line are peers that do not name each other.
+const LAYERS: &[&[&str]] = &[
+    &["event", "shutdown"],
+    &["router"],
+    &["config"],
+    &["runtime"],
+    &["telemetry"],
+    &["ndjson"],
+    &["dead_letter"],
+    &["sinks"],
+    &["pipeline"],
+    &["sources"],
+    &["http"],
+    &["app"],
+    &["cli"],
+];
+
+/// Lines a source file may have before its `#[cfg(test)]` (issue 11: "no
+/// source file is longer than about 450 lines before its unit tests").
+const MAX_LINES: usize = 460;
+
+fn layer(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The code of a file without its comments (doc links name modules freely).
+fn code(text: &str) -> String {
+    text.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every `crate::NAME` the code names.
+fn named_modules(code: &str) -> Vec<String> {
+    code.match_indices("crate::")
+        .filter(|(i, _)| !code[..*i].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+        .map(|(i, m)| {
+            code[i + m.len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn top_level_modules_import_downward_only() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut wrong = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let top = rel.components().next().unwrap().as_os_str().to_str().unwrap();
+        let top = top.strip_suffix(".rs").unwrap_or(top);
+        if top == "lib" || top == "main" {
+            continue;
+        }
+        let Some(own) = layer(top) else {
+            wrong.push(format!(
+                "{}: module `{top}` is in no layer of LAYERS",
+                rel.display()
+            ));
+            continue;
+        };
+        for name in named_modules(&code(&std::fs::read_to_string(file).unwrap())) {
+            match layer(&name) {
+                _ if name == top => {}
+                Some(l) if l < own => {}
+                Some(_) => wrong.push(format!(
+                    "{}: `{top}` names `crate::{name}`, which is not below it",
+                    rel.display()
+                )),
+                None => wrong.push(format!(
+                    "{}: names `crate::{name}`, which is in no layer",
+                    rel.display()
+                )),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports against the layers:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn no_source_file_is_longer_than_the_limit_before_its_tests() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let lines = text.lines().take_while(|l| l.trim() != "#[cfg(test)]").count();
+            (lines > MAX_LINES).then(|| format!("{}: {lines} lines", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "longer than {MAX_LINES} lines before their tests:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_layer_check_sees_an_upward_import() {
+    let code = code("use crate::app::Daemon; // crate::cli\nfn f() { my_crate::x(); }");
+    assert_eq!(named_modules(&code), ["app"]);
+}
