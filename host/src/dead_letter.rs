@@ -354,7 +354,7 @@ impl DeadLetters {
         self.file.flush().map_err(|e| self.lost(e))
     }
 
-    /// Fsyncs what was written (see [`Sink::sync`]).
+    /// Fsyncs what was written (see `crate::sinks::Sink::sync`).
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync()
     }

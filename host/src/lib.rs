@@ -2,56 +2,75 @@
 //!
 //! # Layout
 //!
-//! Data path, in the order an event travels:
-//! - [`http`]: the HTTP server; [`http::ingest`] turns request bodies (JSON,
-//!   NDJSON, CloudEvents, eventlib's form) into events, purely;
-//!   [`http::body`] receives bodies (`body_timeout`, `max_body`) and undoes
-//!   their `Content-Encoding`; [`http::auth`] checks bearer tokens; [`http::stream`] is the live
-//!   `/v1/stream` of routed events (bounded per subscriber, cut off when
-//!   behind); every connection's writes are bounded by `send_timeout`
-//!   (`http/send_timeout.rs`).
-//! - [`envelope`]: the event envelope, ids, times; [`envelope::cloudevents`]
-//!   the CloudEvents 1.0.2 rules and mapping.
-//! - [`pipeline`]: the queue behind the [`pipeline::Submitter`] seam
-//!   (memory today), admission (503 when full), the worker threads that
-//!   run handlers, emitted-event cascades, hop limit and cascade budget.
-//! - [`router`]: the pure function from (routes, event) to routes; name and
-//!   source globs, [`version`] ranges, data/meta predicates, `require`.
-//! - [`runtime`]: the wasm sandbox: engine, ABI check at load, per-event
-//!   stores with fuel, memory cap, deadline (also over host calls that
-//!   wait: [`runtime::host::poll`]); one executor per kind of guest
-//!   ([`runtime::guest`]); host imports, one module per capability
-//!   ([`runtime::host`]); failure kinds; compiles off
-//!   the reload path within size and time limits ([`runtime::compile`]).
-//! - [`sinks`]: where routed events are written (file, stdout, and
-//!   [`sinks::http`] webhooks: batched, retried, dead-lettered).
-//! - [`dead_letter`]: the NDJSON log of every failure, with the event.
-//! - [`sources`]: event sources besides HTTP, behind the
-//!   [`sources::Source`] trait; [`sources::tail`] follows log files like
-//!   `tail -F`, with checkpoints (rotation, copytruncate, restart: every
-//!   line handled once).
+//! Modules in layers, bottom to top; a module names only modules below it
+//! (`tests/it/layers.rs` holds this, and that no file is longer than about
+//! 450 lines before its unit tests):
 //!
-//! Control plane:
-//! - [`config`]: router.toml, validated with every error located;
-//!   [`config::env`] interpolates `${VAR}`; [`config::ops`] holds the
-//!   operations keys (`[admin]`, `[auth]`, `[stream]`, webhook sinks).
-//! - [`app`]: the daemon's lifecycle: wiring, readiness, reloads (a
-//!   complete snapshot built off the hot path, reusing what did not
-//!   change, swapped in whole), the watcher, signals and graceful
-//!   shutdown; [`app::registry`]: which files in the plugins folder are
-//!   plugins. [`shutdown`]: the one stop signal of every long-running
-//!   task; [`stats`]: plain
-//!   counters; [`metrics`]: labelled metrics and the Prometheus exposition;
-//!   [`log_limit`]: the per-plugin rate limit on log lines and bytes.
-//! - [`check`] and [`plugin_run`]: the `check` and `plugin run` commands;
-//!   [`cli`]: the client commands `send`, `tail` and `dead-letter
-//!   list|replay` (with [`cli::marks`], the record of replayed lines).
+//! - [`event`]: the envelope, ids and times; [`event::cloudevents`] the
+//!   CloudEvents 1.0.2 rules and mapping; [`event::version`] versions and
+//!   ranges. `shutdown`: the one stop signal of every long-running task
+//!   (drop-to-complete).
+//! - `router`: the pure function from (routes, event) to routes: name
+//!   and source globs, version ranges, data/meta predicates, `require`.
+//! - [`config`]: router.toml as plain settings types, validated with every
+//!   error located (`file:line:column`); one module per section and per
+//!   sink type; [`config::env`] interpolates `${VAR}`;
+//!   [`config::restart_only_changes`] names what a reload cannot apply;
+//!   [`config::plugin_files`] says which files are plugins.
+//! - [`runtime`]: the wasm sandbox: engine, compile cache, compiles off the
+//!   reload path within size and time limits, per-event stores with fuel,
+//!   memory cap and deadline, failure kinds; [`runtime::guest`] one
+//!   executor per kind of guest; [`runtime::host`] the host imports, one
+//!   module per capability, with one signature table for the load-time
+//!   import check and the linker.
+//! - `telemetry`: counters declared once (Prometheus and `/v1/stats` read
+//!   the same declaration), labelled metrics, the live-stream hub.
+//! - `ndjson`: the append-only NDJSON file under dead letters and file
+//!   sinks. `dead_letter`: the log of every failure with its event, and the
+//!   one `DeadLetterKind` enum that letters, metrics and the CLI use.
+//! - `sinks`: where routed events are written (file, stdout, webhooks),
+//!   behind the `Sink` trait (write, flush, close with a deadline).
+//! - `pipeline`: the queue behind the `Submitter` seam (in memory today),
+//!   the worker threads that run handlers, cascades, the snapshot swapped
+//!   whole on reload.
+//! - [`sources`]: event sources besides HTTP behind the [`sources::Source`]
+//!   trait; [`sources::tail`] follows log files like `tail -F`, with
+//!   checkpoints.
+//! - [`http`]: the server: one route table, [`http::ingest`] (request
+//!   bodies to events, purely), admin endpoints, the stream body, bearer
+//!   tokens, body and send timeouts.
+//! - [`app`]: the daemon's lifecycle: bind, load, serve, reload (watcher,
+//!   SIGHUP, `POST /v1/reload`), graceful shutdown; [`app::PluginLoader`]
+//!   loads plugins for the daemon and for `check` alike.
+//! - [`cli`]: the commands, one module each (`run`, `check`, `plugin run`,
+//!   `send`, `tail`, `dead-letter`); `main.rs` is clap → [`cli`].
 //!
-//! Adding a source: a folder `sources/NAME/` with a type implementing
-//! [`sources::Source`] (and its settings type in `config`), and one arm in
-//! [`sources::start_all`]. Adding a queue: one type implementing both
-//! [`pipeline::Submitter`] and [`pipeline::queue::Queue`], chosen in
-//! [`pipeline::Pipeline::start`]; workers do not change.
+//! Only what the binary, the integration tests, the benchmarks and the fuzz
+//! targets use is public; the modules shown in plain type are private.
+//!
+//! # Where a new part goes
+//!
+//! - A source: a folder `sources/NAME/` with a type implementing
+//!   [`sources::Source`], and one arm in [`sources::start_all`]. Its
+//!   settings go in `config/NAME.rs` (with a field of [`config::Config`]),
+//!   because config is the bottom layer and validates the whole file at
+//!   once, every error located.
+//! - A sink: `sinks/NAME.rs` implementing `Sink`, and one arm in
+//!   `sinks::open`; its settings in `config/sink/NAME.rs`, one arm in
+//!   `config::SinkConfig` (and its keys in the raw `[sink.NAME]` table).
+//! - A kind of guest (components, issue 14): one module in
+//!   `runtime/guest/` implementing `Guest` and `Instance`, and one arm each
+//!   in `runtime::guest::PluginKind` and `runtime::guest::executor`.
+//! - A host capability (KV, issue 15): one module in `runtime/host/` with
+//!   its state, its rows of the signature table and its `add_to_linker`,
+//!   and one entry in `runtime::host::CAPABILITIES`.
+//! - A queue (disk, issue 12; JetStream, issue 13): one type implementing
+//!   `pipeline::Submitter` and `pipeline::Queue`, chosen in
+//!   `Pipeline::start`; workers, sources and HTTP ingest do not change.
+//!
+//! The internal docs are read with `cargo doc --document-private-items`,
+//! so public docs may link to private items.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod app;
 pub mod cli;

@@ -6,7 +6,7 @@
 //! its module: `server` (`[server]`, `[admin]`), `plugins` (`[plugins]`,
 //! `[plugin.NAME]`, which files are plugins), `routes` (`[[route]]`,
 //! `[router]`), `sink` (`[sink.NAME]`, one module per type), `tail`
-//! (`[[source.tail]]`), `auth`, `stream`; [`env`] interpolates `${VAR}` in
+//! (`[[source.tail]]`), `auth`, `stream`; [`env`](mod@env) interpolates `${VAR}` in
 //! string values and [`units`] reads sizes and durations. Which settings a
 //! reload cannot apply is told by [`restart_only_changes`].
 

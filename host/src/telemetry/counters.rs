@@ -1,7 +1,7 @@
 //! The daemon's plain counters, each declared once: its field of
 //! [`Stats`], its Prometheus name and help (if exported at `GET /metrics`)
 //! and its key in `GET /v1/stats` (if shown there), in one row of
-//! [`counters!`]. Both views read the row ([`COUNTERS`]), so a counter
+//! `counters!`. Both views read the row ([`COUNTERS`]), so a counter
 //! added here appears in both without another line anywhere.
 //!
 //! A row's [`Section`] places it in both views, after the labelled metrics

@@ -201,7 +201,7 @@ impl StreamHub {
     }
 
     /// Ends every subscription (at shutdown): each gets what is buffered,
-    /// then its end ([`Poll::Ready(None)`] from [`Subscription::poll_next`]).
+    /// then its end (`Poll::Ready(None)` from [`Subscription::poll_next`]).
     pub fn close(&self) {
         let mut subs = self.subscribers.write().unwrap_or_else(|p| p.into_inner());
         self.closed.store(true, Relaxed);
