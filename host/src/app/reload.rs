@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +30,10 @@ pub struct Loader {
     serial: Mutex<()>,
     /// For sinks that deliver in the background (webhooks).
     sink_context: SinkContext,
+    /// The config the daemon started with: settings only a restart applies
+    /// are told against it, not against the last reload, so that every
+    /// reload reports them until the daemon restarts.
+    started: OnceLock<Arc<Config>>,
 }
 
 impl Loader {
@@ -39,6 +43,7 @@ impl Loader {
             config_path: config_path.to_path_buf(),
             serial: Mutex::new(()),
             sink_context,
+            started: OnceLock::new(),
         }
     }
 
@@ -78,6 +83,9 @@ impl Loader {
             plugin_errors: plugins.errors,
             sinks: open,
         };
+        if previous.is_none() {
+            let _ = self.started.set(snapshot.config.clone());
+        }
         Ok((snapshot, report))
     }
 
@@ -99,13 +107,16 @@ impl Loader {
                 return report;
             }
         };
-        for setting in crate::config::restart_only_changes(&previous.config, &config) {
+        let started = self.started.get().unwrap_or(&previous.config);
+        let restart_only = crate::config::restart_only_changes(started, &config);
+        for setting in &restart_only {
             tracing::warn!(setting = %setting, "changed in the config: it takes effect at the next restart");
         }
         match self.build(config, Some(&previous), Some(settled)) {
             Ok((snapshot, mut report)) => {
                 shared.replace(snapshot);
                 report.swapped = true;
+                report.restart_only = restart_only;
                 log_report(&report);
                 report
             }
@@ -198,6 +209,10 @@ pub struct LoadReport {
     pub reused: usize,
     /// Whether a new snapshot was swapped in.
     pub swapped: bool,
+    /// Settings that differ from those the daemon started with and that
+    /// only a restart applies (`server.workers`, `stream.buffer`, ...: see
+    /// [`crate::config::restart_only_changes`]; issue 11).
+    pub restart_only: Vec<String>,
 }
 
 impl LoadReport {

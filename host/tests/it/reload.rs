@@ -483,6 +483,12 @@ async fn a_reload_names_each_setting_that_takes_a_restart() {
         2,
         "only the two changed settings: {restart_only:?}"
     );
+    let both = json!(["server.workers", "stream.buffer"]);
+    assert_eq!(r.body["restart_only"], both, "{}", r.body);
+    // Told against the config the daemon started with: a second reload
+    // with nothing new still names them, since they are still not applied.
+    let again = crate::harness::request(daemon.addr, "POST", "/v1/reload", &[], Vec::new()).await;
+    assert_eq!(again.body["restart_only"], both, "{}", again.body);
     let r = crate::harness::request(
         daemon.addr,
         "POST",
