@@ -63,6 +63,13 @@ impl Trigger {
         }
     }
 
+    /// A view of the signal that completion does not wait for.
+    pub fn observer(&self) -> Observer {
+        Observer {
+            inner: self.inner.clone(),
+        }
+    }
+
     /// A `Shutdown` for one more task.
     pub fn subscribe(&self) -> Shutdown {
         Shutdown {
@@ -100,12 +107,20 @@ impl Trigger {
     }
 }
 
-impl Shutdown {
-    /// Whether shutdown has begun.
-    pub fn is_shutdown(&self) -> bool {
-        self.inner.fired.load(Ordering::Acquire)
+impl Inner {
+    fn on_shutdown(&self, hook: impl FnOnce() + Send + 'static) {
+        {
+            let mut hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.fired.load(Ordering::Acquire) {
+                hooks.push(Box::new(hook));
+                return;
+            }
+        }
+        hook();
     }
+}
 
+impl Shutdown {
     /// Resolves once shutdown has begun (at once if it has).
     pub async fn recv(&mut self) {
         // The sender lives as long as `inner`, which this holds: no error.
@@ -115,14 +130,28 @@ impl Shutdown {
     /// Runs `hook` once when shutdown begins (now, if it has): how a task
     /// blocked on something else is woken.
     pub fn on_shutdown(&self, hook: impl FnOnce() + Send + 'static) {
-        {
-            let mut hooks = self.inner.hooks.lock().unwrap_or_else(|p| p.into_inner());
-            if !self.inner.fired.load(Ordering::Acquire) {
-                hooks.push(Box::new(hook));
-                return;
-            }
-        }
-        hook();
+        self.inner.on_shutdown(hook);
+    }
+}
+
+/// The same signal seen by state that outlives the tasks (the HTTP state's
+/// readiness, the live-stream hub): it tells whether shutdown has begun
+/// and runs hooks then, but takes no part in completion, so holding one
+/// does not keep [`Trigger::complete`] waiting.
+#[derive(Clone)]
+pub struct Observer {
+    inner: Arc<Inner>,
+}
+
+impl Observer {
+    /// Whether shutdown has begun.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.fired.load(Ordering::Acquire)
+    }
+
+    /// Runs `hook` once when shutdown begins (now, if it has).
+    pub fn on_shutdown(&self, hook: impl FnOnce() + Send + 'static) {
+        self.inner.on_shutdown(hook);
     }
 }
 
@@ -162,10 +191,12 @@ mod tests {
             s.store(true, Ordering::SeqCst);
             // `a` is dropped here, after the flag is set.
         });
+        let seen = trigger.observer();
         let thread = std::thread::spawn(move || {
-            while !b.is_shutdown() {
+            while !seen.is_shutdown() {
                 std::thread::sleep(Duration::from_millis(1));
             }
+            drop(b);
         });
         tokio::time::timeout(Duration::from_secs(5), trigger.complete())
             .await
@@ -184,13 +215,28 @@ mod tests {
         let trigger = Trigger::new();
         trigger.fire();
         let mut late = trigger.subscribe();
-        assert!(late.is_shutdown());
+        assert!(trigger.observer().is_shutdown());
         tokio::time::timeout(Duration::from_secs(1), late.recv())
             .await
             .unwrap();
         let ran = Arc::new(AtomicBool::new(false));
         let r = ran.clone();
         late.on_shutdown(move || r.store(true, Ordering::SeqCst));
+        assert!(ran.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn an_observer_sees_the_shutdown_without_holding_its_completion() {
+        let trigger = Trigger::new();
+        let observer = trigger.observer();
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        observer.on_shutdown(move || r.store(true, Ordering::SeqCst));
+        assert!(!observer.is_shutdown());
+        tokio::time::timeout(Duration::from_secs(5), trigger.complete())
+            .await
+            .expect("an observer does not hold completion");
+        assert!(observer.is_shutdown());
         assert!(ran.load(Ordering::SeqCst));
     }
 }

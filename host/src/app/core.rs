@@ -26,7 +26,6 @@ pub(super) struct Core {
     /// Webhook sinks deliver in the background; shutdown waits for them.
     pub(super) sink_context: SinkContext,
     pub(super) reloader: JoinHandle<()>,
-    pub(super) reloads: ReloadSender,
     /// The sources' threads; they stop on the trigger, before the
     /// pipeline closes.
     pub(super) sources: Vec<Running>,
@@ -118,7 +117,7 @@ pub(super) async fn load(
         trigger.subscribe(),
     ));
     let config_file = shared.snapshot().config.file.clone();
-    if let Err(e) = watcher::start(&plugins_dir, &config_file, reloads.clone(), trigger.subscribe()) {
+    if let Err(e) = watcher::start(&plugins_dir, &config_file, reloads, trigger.subscribe()) {
         tracing::warn!(error = %e, "cannot watch for changes; reload with SIGHUP or POST /v1/reload");
     }
 
@@ -130,7 +129,6 @@ pub(super) async fn load(
         pipeline,
         sink_context,
         reloader,
-        reloads,
         sources,
         drain,
     })

@@ -41,7 +41,7 @@ use crate::sinks;
 use crate::telemetry::Stats;
 use crate::telemetry::StreamHub;
 
-pub use plugins::{PluginLoader, Plugins};
+pub use plugins::PluginLoader;
 pub use reload::LoadReport;
 pub use signals::Signals;
 
@@ -91,6 +91,13 @@ impl Daemon {
         let stats = Arc::new(Stats::default());
         let stream = Arc::new(StreamHub::new(config.stream, &stats.metrics));
         let trigger = Trigger::new();
+        // Stream subscriptions never end by themselves: they end when
+        // shutdown begins, so that the server's graceful drain does not
+        // wait for them.
+        trigger.observer().on_shutdown({
+            let stream = stream.clone();
+            move || stream.close()
+        });
         let (tx, reload_rx) = mpsc::unbounded_channel();
         let reloads = ReloadSender(tx);
         signals::reload_on_sighup(reloads.clone(), trigger.subscribe());
@@ -114,7 +121,7 @@ impl Daemon {
             stats,
             stream,
             starting_auth: config.auth.clone(),
-            stopping: Default::default(),
+            shutdown: trigger.observer(),
         });
         let role = if admin.is_some() { Role::Ingest } else { Role::All };
         let server = tokio::spawn(http::serve(
@@ -167,20 +174,11 @@ impl Daemon {
         &self.state.stats
     }
 
-    /// Reloads now and returns what happened.
-    pub async fn reload(&self) -> anyhow::Result<LoadReport> {
-        self.core.reloads.request().await
-    }
-
     /// Stops accepting, lets open requests finish, handles every queued
     /// event, flushes and fsyncs sinks and dead letters. The [`Stopped`]
     /// says whether everything accepted was written where it belonged.
     pub async fn shutdown(self) -> anyhow::Result<Stopped> {
         tracing::info!("shutting down: no new connections; draining the queue");
-        self.state.stopping.store(true, Relaxed);
-        // Stream subscriptions never end by themselves: end them first, so
-        // that the server's graceful drain does not wait for them.
-        self.state.stream.close();
         self.trigger.fire();
         self.server.await.context("the HTTP server task panicked")?;
         if let Some(admin) = self.admin_server {

@@ -35,7 +35,7 @@ use serde_json::Value;
 use crate::router::Route;
 pub use auth::{AuthConfig, Token};
 pub use plugins::{
-    plugin_files, valid_name, Instance, Limits, LoadLimits, LogLimit, PluginSettings, MAX_PLUGIN_MEMORY,
+    plugin_files, Instance, Limits, LoadLimits, LogLimit, PluginSettings, MAX_PLUGIN_MEMORY,
 };
 use raw::RawConfig;
 pub use restart::restart_only_changes;

@@ -2,7 +2,6 @@
 //! `/v1/plugins`, `/v1/routes`, `/v1/reload`, `/v1/stream` and
 //! `/v1/replay` (see the table in `routes`).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -47,7 +46,7 @@ pub(super) fn metrics(state: &AppState, req: &Request<Incoming>) -> Resp {
 
 /// Whether the daemon can take events, and why not.
 fn readiness(state: &AppState) -> (StatusCode, Value) {
-    if state.stopping.load(Relaxed) {
+    if state.shutdown.is_shutdown() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "stopping", "reason": "the daemon is shutting down"}),

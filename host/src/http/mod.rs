@@ -18,8 +18,8 @@ mod server;
 pub mod stream;
 mod submit;
 
+use crate::shutdown::Observer;
 use std::convert::Infallible;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -50,8 +50,8 @@ pub struct AppState {
     /// `[auth]` of the config started with, until the plugins are loaded;
     /// from then on that of the serving snapshot (a reload changes tokens).
     pub starting_auth: AuthConfig,
-    /// Set when shutdown begins: `/readyz` answers 503.
-    pub stopping: AtomicBool,
+    /// The daemon's shutdown signal: once it fires, `/readyz` answers 503.
+    pub shutdown: Observer,
     /// What `POST /v1/reload` asks to reload.
     pub reloads: Arc<dyn Reloads>,
 }

@@ -34,10 +34,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, OptLevel, PoolingAllocationConfig};
 
-pub use failure::{Failure, FailureKind};
-pub use host::{CascadeBudget, Emitted, Level, LogLine, Refused};
+pub use failure::FailureKind;
+pub use host::{CascadeBudget, Emitted, Level, Refused};
 pub use invoke::{Invocation, Warm};
-pub use plugin::{FileFacts, Plugin, PluginError, PluginKind};
+pub use plugin::{FileFacts, Plugin};
 
 use crate::config::MAX_PLUGIN_MEMORY;
 use host::HostState;

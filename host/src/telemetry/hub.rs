@@ -213,6 +213,7 @@ impl StreamHub {
         self.metrics.subscribers.set(0);
     }
 
+    #[cfg(test)]
     pub fn subscribers(&self) -> usize {
         self.count.load(Relaxed)
     }

@@ -98,7 +98,8 @@ impl Instance for Started {
 #[cfg(test)]
 mod tests {
     use crate::config::{Instance, Limits, PluginSettings};
-    use crate::runtime::{FailureKind, Level, Plugin, PluginKind, Runtime};
+    use crate::runtime::guest::PluginKind;
+    use crate::runtime::{FailureKind, Level, Plugin, Runtime};
 
     /// Writes an emit to stdout and `boom` to stderr, then exits with `code`.
     fn command(code: i32) -> String {

@@ -32,7 +32,7 @@ use super::failure::BadAbi;
 use super::limits::{Deadline, MemoryCap};
 use crate::config::Limits;
 pub use emit::{CascadeBudget, Emitted, Refused};
-pub use log::{Level, LogLine, MAX_LOG_LINES};
+pub use log::{Level, LogLine};
 
 /// Everything one invocation's guest can touch through imports, grouped by
 /// capability.

@@ -237,7 +237,7 @@ mod tests {
         )
     }
 
-    fn run(wat: &str) -> (Result<(), crate::runtime::Failure>, Duration) {
+    fn run(wat: &str) -> (Result<(), crate::runtime::failure::Failure>, Duration) {
         let rt = Runtime::new(1).unwrap();
         let settings = PluginSettings {
             limits: Limits::default(),

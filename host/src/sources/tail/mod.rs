@@ -28,5 +28,5 @@ mod saver;
 mod source;
 pub mod watch;
 
-pub use pattern::Pattern;
-pub use source::{open, Tail, TailError};
+
+pub use source::open;

@@ -3,7 +3,7 @@
 //! poll in the source is the safety net for what notify misses (inotify
 //! overflow, network filesystems, a directory created later).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Wake;
@@ -138,9 +138,5 @@ impl DirWatcher {
                 tracing::warn!(dir = %self.root.display(), error = %e, "cannot watch; polling only until it works");
             }
         }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
