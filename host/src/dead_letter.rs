@@ -354,7 +354,7 @@ impl DeadLetters {
         self.file.flush().map_err(|e| self.lost(e))
     }
 
-    /// Fsyncs what was written (see `crate::sinks::Sink::sync`).
+    /// Fsyncs what was written (as a file sink's `sync` does).
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync()
     }
@@ -363,6 +363,28 @@ impl DeadLetters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every variant is in `ALL`, so in `--kind` and its help: the match
+    /// is exhaustive, so a new reason does not compile until it is listed.
+    #[test]
+    fn every_kind_is_listed() {
+        let listed = |k: DeadLetterKind| match k {
+            DeadLetterKind::Failure(_) => true,
+            DeadLetterKind::MissingKeys
+            | DeadLetterKind::HopLimit
+            | DeadLetterKind::CascadeLimit
+            | DeadLetterKind::Unavailable
+            | DeadLetterKind::SinkError
+            | DeadLetterKind::BadLine => REASONS.contains(&k),
+        };
+        for k in REASONS {
+            assert!(listed(k));
+        }
+        for f in FailureKind::ALL {
+            assert!(DeadLetterKind::ALL.contains(&DeadLetterKind::Failure(f)));
+        }
+        assert_eq!(DeadLetterKind::ALL.len(), FailureKind::ALL.len() + 6);
+    }
 
     #[test]
     fn every_kind_has_one_name_that_parses_back() {

@@ -14,7 +14,9 @@
 //!   and source globs, version ranges, data/meta predicates, `require`.
 //! - [`config`]: router.toml as plain settings types, validated with every
 //!   error located (`file:line:column`); one module per section and per
-//!   sink type; [`config::env`] interpolates `${VAR}`;
+//!   sink type. It imports only `event` and `router`: a route's matcher is
+//!   validated into the router's own types once, at load (a glob, a
+//!   version range), so the router never sees a string it could refuse; [`config::env`] interpolates `${VAR}`;
 //!   [`config::restart_only_changes`] names what a reload cannot apply;
 //!   [`config::plugin_files`] says which files are plugins.
 //! - [`runtime`]: the wasm sandbox: engine, compile cache, compiles off the
@@ -51,13 +53,17 @@
 //! # Where a new part goes
 //!
 //! - A source: a folder `sources/NAME/` with a type implementing
-//!   [`sources::Source`], and one arm in [`sources::start_all`]. Its
-//!   settings go in `config/NAME.rs` (with a field of [`config::Config`]),
-//!   because config is the bottom layer and validates the whole file at
-//!   once, every error located.
+//!   [`sources::Source`], started in [`sources::start_all`]. Its settings:
+//!   `config/NAME.rs` (types and validation), its table in `config/raw.rs`
+//!   (`RawSources`), one call in `config/assemble.rs` and a field of
+//!   [`config::Config`]: config is the bottom layer and validates the whole
+//!   file at once, every error located, so a source's settings live there
+//!   and not in its folder.
 //! - A sink: `sinks/NAME.rs` implementing `Sink`, and one arm in
-//!   `sinks::open`; its settings in `config/sink/NAME.rs`, one arm in
-//!   `config::SinkConfig` (and its keys in the raw `[sink.NAME]` table).
+//!   `sinks::open`. Its settings: `config/sink/NAME.rs`, one arm in
+//!   `config::SinkConfig` and in `Validator::sinks` (`config/sink/mod.rs`,
+//!   which also lists the known types), and its keys in the raw
+//!   `[sink.NAME]` table (`RawSink`), refused for the other types.
 //! - A kind of guest (components, issue 14): one module in
 //!   `runtime/guest/` implementing `Guest` and `Instance`, and one arm each
 //!   in `runtime::guest::PluginKind` and `runtime::guest::executor`.

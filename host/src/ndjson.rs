@@ -1,14 +1,13 @@
 //! Append-only NDJSON file, one JSON document per line: the writer under
-//! the `file` sink ([`crate::sinks`]) and under the dead-letter log
-//! ([`crate::dead_letter`]). A leaf: it imports nothing of the crate, so
+//! the `file` sink and under the dead-letter log. A leaf: it imports nothing of the crate, so
 //! that the dead-letter log does not depend on the sinks.
 //!
 //! Two rules from issue 17:
 //! - A full disk never leaves a partial line and never loses a line
 //!   silently: a write that stops inside a line (ENOSPC after a short
 //!   write) is cut back to the last whole line, and every line not written
-//!   is handed back to the caller in a [`SinkError`] (the dispatcher
-//!   dead-letters it; the dead-letter log carries it whole in the daemon's
+//!   is handed back to the caller in a [`SinkError`] (the pipeline's
+//!   workers dead-letter it; the dead-letter log carries it whole in the daemon's
 //!   log).
 //! - A file deleted, renamed away or replaced is not written into the void:
 //!   before each write the path is checked (one `stat`) against the open
@@ -27,7 +26,7 @@ use prometheus_client::metrics::counter::Counter;
 /// A write or flush that failed, with the lines it could not write (each
 /// one whole document, without its newline), so that the caller can put
 /// them elsewhere: nothing accepted ends up nowhere (issue 17). Also the
-/// error of every [`crate::sinks::Sink`], which re-exports it.
+/// error of every sink's write, re-exported by the sinks.
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
 pub struct SinkError {

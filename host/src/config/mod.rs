@@ -34,9 +34,7 @@ use serde_json::Value;
 
 use crate::router::Route;
 pub use auth::{AuthConfig, Token};
-pub use plugins::{
-    plugin_files, Instance, Limits, LoadLimits, LogLimit, PluginSettings, MAX_PLUGIN_MEMORY,
-};
+pub use plugins::{plugin_files, Instance, Limits, LoadLimits, LogLimit, PluginSettings, MAX_PLUGIN_MEMORY};
 use raw::RawConfig;
 pub use restart::restart_only_changes;
 pub use server::ServerConfig;

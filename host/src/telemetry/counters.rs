@@ -110,7 +110,7 @@ counters! {
         json("dead_letters_lost");
     /// Events any sink (file or webhook) could not write or deliver: each
     /// dead-lettered as `sink_error` (counted where that letter is made,
-    /// [`crate::dead_letter::DeadLetters::write_sink`]) or, when not an
+    /// the dead-letter log's `write_sink`) or, when not an
     /// envelope, whole in the daemon's log. With `dead_letters_lost`, makes
     /// the exit code of a graceful stop 3 (issue 18, item 3). Neither
     /// exported nor shown: the per-sink `sink_errors` are.

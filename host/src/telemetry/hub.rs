@@ -1,7 +1,7 @@
 //! The live-stream hub behind `GET /v1/stream`: every event the router
 //! sees (ingested and emitted, matched or not), handed to subscribers. No
 //! HTTP here: the response body that frames a [`Subscription`] (NDJSON or
-//! SSE) is `crate::http::stream`.
+//! SSE) is in the HTTP layer, `http/stream.rs`.
 //!
 //! Workers publish; subscribers never slow them down. Each subscriber has a
 //! bounded buffer (`[stream] buffer` events). Publishing is a non-blocking

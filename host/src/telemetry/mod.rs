@@ -8,7 +8,7 @@
 //! - [`expose`]: the Prometheus exposition at `GET /metrics`; `/v1/stats`
 //!   is [`Stats::to_json`] ([`json`]). Both read the same atomics;
 //! - [`hub`]: the live-stream hub workers publish to (`GET /v1/stream`'s
-//!   HTTP body is in `crate::http::stream`).
+//!   HTTP body is in the HTTP layer, `http/stream.rs`).
 //!
 //! Sits above `config` and `runtime` (it names failure kinds and the stream
 //! settings), below everything that counts.

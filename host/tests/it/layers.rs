@@ -50,17 +50,44 @@ fn code(text: &str) -> String {
         .join("\n")
 }
 
-/// Every `crate::NAME` the code names.
-fn named_modules(code: &str) -> Vec<String> {
-    code.match_indices("crate::")
-        .filter(|(i, _)| !code[..*i].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
-        .map(|(i, m)| {
-            code[i + m.len()..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect()
-        })
+/// How many `super::` lead from a file's module to the crate root:
+/// `app.rs` and `app/mod.rs` are `crate::app` (1), `app/core.rs` is
+/// `crate::app::core` (2).
+fn depth(rel: &Path) -> usize {
+    let parts = rel.components().count();
+    if rel.file_name().is_some_and(|n| n == "mod.rs") {
+        parts - 1
+    } else {
+        parts
+    }
+}
+
+fn ident(text: &str) -> String {
+    text.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
         .collect()
+}
+
+/// Every top-level module the code names: `crate::NAME`, or `NAME` after
+/// as many `super::` as lead to the crate root from a module `depth` deep.
+fn named_modules(code: &str, depth: usize) -> Vec<String> {
+    let starts = |i: usize| !code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':');
+    let by_crate = code
+        .match_indices("crate::")
+        .filter(|(i, _)| starts(*i))
+        .map(|(i, m)| ident(&code[i + m.len()..]));
+    // Unit tests are an inline module one level deeper: their `super::`
+    // chains count from there, so only the code before them is read.
+    let outside_tests = code.split("#[cfg(test)]").next().unwrap_or("");
+    let root = "super::".repeat(depth);
+    let by_super = outside_tests
+        .match_indices(root.as_str())
+        .filter(|(i, _)| {
+            !outside_tests[..*i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
+        })
+        .map(|(i, m)| ident(&outside_tests[i + m.len()..]))
+        .filter(|name| !name.is_empty() && name != "super");
+    by_crate.chain(by_super).collect()
 }
 
 #[test]
@@ -83,7 +110,7 @@ fn top_level_modules_import_downward_only() {
             ));
             continue;
         };
-        for name in named_modules(&code(&std::fs::read_to_string(file).unwrap())) {
+        for name in named_modules(&code(&std::fs::read_to_string(file).unwrap()), depth(rel)) {
             match layer(&name) {
                 _ if name == top => {}
                 Some(l) if l < own => {}
@@ -126,7 +153,22 @@ fn no_source_file_is_longer_than_the_limit_before_its_tests() {
 }
 
 #[test]
-fn the_layer_check_sees_an_upward_import() {
+fn the_layer_check_sees_an_upward_import_by_any_path() {
     let code = code("use crate::app::Daemon; // crate::cli\nfn f() { my_crate::x(); }");
-    assert_eq!(named_modules(&code), ["app"]);
+    assert_eq!(named_modules(&code, 1), ["app"]);
+    // In `router.rs` (or `router/mod.rs`) one `super::` is the crate root;
+    // in `runtime/host/log.rs` it takes three.
+    assert_eq!(
+        named_modules("use super::app as a;", depth(Path::new("router.rs"))),
+        ["app"]
+    );
+    assert_eq!(
+        named_modules("use super::app as a;", depth(Path::new("router/mod.rs"))),
+        ["app"]
+    );
+    let log = depth(Path::new("runtime/host/log.rs"));
+    assert_eq!(
+        named_modules("use super::super::limits; use super::super::super::cli;", log),
+        ["cli"]
+    );
 }

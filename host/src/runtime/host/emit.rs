@@ -37,7 +37,7 @@ pub struct Emitted {
 /// What is left of the root event's cascade budget for one invocation
 /// (`[router] max_cascade` events, `max_cascade_bytes` bytes of emitted
 /// JSON, issue 16). A cascade runs on one worker, one handler at a time, so
-/// the dispatcher hands each invocation the exact remainder; an emit past it
+/// the pipeline's workers hand each invocation the exact remainder; an emit past it
 /// is refused with `cascade_limit` and nothing of it is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CascadeBudget {

@@ -6,9 +6,7 @@
 //! and counted, and a summary line says so at most once a second.
 //!
 //! Hand-written rather than `governor` (issue 11 asked for the crate unless
-//! measured otherwise): `governor` is not in the offline registry these
-//! machines and CI build from (`~/.cargo/registry` has no copy), and its
-//! `check_n` admits all or nothing per limiter with no way to give tokens
+//! measured otherwise): its `check_n` admits all or nothing per limiter with no way to give tokens
 //! back, so two budgets that must both allow a line (lines and bytes)
 //! cannot be taken together: a line refused by one budget would still
 //! spend the other, which changes what `bytes_are_limited_as_well_as_lines`

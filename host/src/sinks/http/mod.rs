@@ -15,7 +15,7 @@
 //! "Flushed" means handed to the delivery task, not delivered: a worker's
 //! flush (and a `?wait=true` answer) does not wait for the receiver. Events
 //! not yet delivered are only in memory; at most `max_pending` of them, past
-//! which writes fail and the dispatcher dead-letters those events instead.
+//! which writes fail and the pipeline's workers dead-letter those events instead.
 //! At shutdown, delivery goes on for up to [`CLOSE_GRACE`]; whatever is
 //! still undelivered then is dead-lettered, never dropped. Only a crash
 //! (SIGKILL, power loss) loses the events still in memory.

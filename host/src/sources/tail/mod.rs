@@ -28,5 +28,4 @@ mod saver;
 mod source;
 pub mod watch;
 
-
 pub use source::open;
