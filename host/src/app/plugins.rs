@@ -290,7 +290,7 @@ fn keep(
 
 /// Compiles `bytes` on a thread of its own, waiting at most `limit`: the
 /// messages are those of a background compile's (`does not compile: …`),
-/// and of [`crate::runtime::PluginError`] for the time limit.
+/// and of [`crate::runtime::plugin::PluginError`] for the time limit.
 fn compile_now(rt: &Runtime, bytes: Vec<u8>, limit: Duration) -> Compiled {
     let (tx, rx) = std::sync::mpsc::channel();
     let engine = rt.engine().clone();

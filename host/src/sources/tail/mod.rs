@@ -12,7 +12,7 @@
 //! - [`parse`]: a line to an event, per `format`.
 //! - [`checkpoint`]: per-source state file, replaced atomically and durably.
 //! - [`watch`]: notify watcher and the source's wake-up doorbell.
-//! - `source`: the [`Tail`] source, made by [`open`]; its
+//! - `source`: the [`source::Tail`] source, made by [`open`]; its
 //!   `discover` part finds files (start-up, new files, renames, rotations
 //!   that came and went, copies), its `read` part reads lines, submits them
 //!   with backpressure, collects replies and handles truncation; checkpoints
