@@ -181,17 +181,6 @@ impl Cascade<'_> {
                     None => Err(SinkError::one(std::io::Error::other("sink is not open"), &json)),
                 };
                 let sm = self.local.handles.sink(&stats.metrics, sink);
-                // `sink_writes_total` counts events that reached the sink's
-                // target: the file and webhook sinks count their own; stdout
-                // takes the line here or fails (issue 18, item 4).
-                if result.is_ok()
-                    && matches!(
-                        self.snapshot.config.sinks.get(sink.as_str()),
-                        Some(crate::config::SinkConfig::Stdout)
-                    )
-                {
-                    sm.writes.inc();
-                }
                 if let Err(e) = result {
                     let mine = e.unwritten.contains(&json);
                     let msg = format!("sink {sink:?}: {}", e.error);

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 pub use crate::ndjson::SinkError;
 pub use http::HttpSink;
-pub use stdout::Stdout;
 
 use crate::config::SinkConfig;
 use crate::dead_letter::DeadLetters;
@@ -116,7 +115,7 @@ impl SinkContext {
 pub fn open(name: &str, config: &SinkConfig, ctx: Option<&SinkContext>) -> io::Result<Box<dyn Sink>> {
     Ok(match config {
         SinkConfig::File(c) => Box::new(file::open(name, c, ctx)?),
-        SinkConfig::Stdout => Box::new(Stdout),
+        SinkConfig::Stdout => Box::new(stdout::open(name, ctx)),
         SinkConfig::Http(c) => {
             let ctx = ctx.ok_or_else(|| io::Error::other("an http sink runs only inside the daemon"))?;
             Box::new(HttpSink::open(name, c, ctx)?)
