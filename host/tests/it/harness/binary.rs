@@ -70,6 +70,8 @@ impl Binary {
     /// it and failing otherwise) and returns its exit status and log.
     pub async fn refused(cwd: &Path, config: &Path, within: Duration) -> (std::process::ExitStatus, String) {
         let (child, log, reader, _) = Binary::launch(config, &[], false, Some(cwd));
+        // A refused daemon never listens: no address, but killed on drop
+        // (a timeout's panic) like any other.
         let mut binary = Binary {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
