@@ -2,8 +2,6 @@
 //! separate admin listener, and readiness before and after loading.
 
 use serde_json::{json, Value};
-use switchyard::app::Daemon;
-use switchyard::config::Config;
 
 use crate::fixtures;
 use crate::harness::{request, write_setup, TestDaemon};
@@ -185,9 +183,8 @@ async fn ready_only_once_plugins_are_loaded() {
         ROUTE,
         &[("log", fixtures::logger()), ("broken", "(module)".into())],
     );
-    let config = Config::load(&dir.path().join("router.toml")).unwrap();
-    let starting = Daemon::bind(config).await.unwrap();
-    let a = starting.addr();
+    let starting = TestDaemon::bind(dir).await;
+    let a = starting.addr;
 
     let r = call(a, "GET", "/readyz", None).await;
     assert_eq!(r.status, 503);
@@ -214,7 +211,7 @@ async fn ready_only_once_plugins_are_loaded() {
     assert_eq!(sample(&parse_metrics(text), "switchyard_ready", &[]), 0.0);
     assert!(!text.contains("switchyard_queue_depth"));
 
-    let daemon = starting.load().await.unwrap();
+    let mut daemon = starting.load().await;
     let r = call(a, "GET", "/readyz", None).await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -226,7 +223,7 @@ async fn ready_only_once_plugins_are_loaded() {
     let m = parse_metrics(m.body.as_str().unwrap());
     assert_eq!(sample(&m, "switchyard_ready", &[]), 1.0);
     assert_eq!(sample(&m, "switchyard_plugin_load_errors_total", &[]), 1.0);
-    daemon.shutdown().await.unwrap();
+    daemon.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

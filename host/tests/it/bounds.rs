@@ -208,21 +208,22 @@ handlers = ["starter", "initializer", "quick"]
     d.shutdown().await;
 }
 
-#[test]
-fn plugin_run_ends_a_sleeping_handler_at_its_timeout() {
+#[tokio::test]
+async fn plugin_run_ends_a_sleeping_handler_at_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let wat = dir.path().join("sleepy.wat");
     std::fs::write(&wat, fixtures::sleeper(FIVE_SECONDS, 1, false, false)).unwrap();
     let ev = dir.path().join("event.json");
     std::fs::write(&ev, r#"{"name": "slow.Nap"}"#).unwrap();
     let t = Instant::now();
-    let out = crate::harness::switchyard(["plugin", "run"])
-        .arg(&wat)
-        .arg("--event")
-        .arg(&ev)
-        .args(["--timeout", "250ms", "--json"])
-        .output()
-        .unwrap();
+    let out = crate::harness::run(
+        crate::harness::switchyard(["plugin", "run"])
+            .arg(&wat)
+            .arg("--event")
+            .arg(&ev)
+            .args(["--timeout", "250ms", "--json"]),
+    )
+    .await;
     assert!(t.elapsed() < WELL_BEFORE_THE_SLEEP, "took {:?}", t.elapsed());
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -1,18 +1,12 @@
 //! The `check` and `plugin run` commands, as a user runs them.
 
-use std::process::Output;
-
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::harness::write_setup;
+use crate::harness::{run, switchyard, write_setup};
 
-fn switchyard(args: &[&str]) -> Output {
-    crate::harness::switchyard(args).output().unwrap()
-}
-
-#[test]
-fn check_prints_every_problem_and_fails() {
+#[tokio::test]
+async fn check_prints_every_problem_and_fails() {
     let toml = r#"
 [[route]]
 name = "a"
@@ -29,7 +23,7 @@ handlers = ["broken"]
         &[("good", fixtures::logger()), ("broken", "(module)".into())],
     );
     let cfg = dir.path().join("router.toml");
-    let out = switchyard(&["check", "--config", cfg.to_str().unwrap()]);
+    let out = run(&mut switchyard(["check", "--config", cfg.to_str().unwrap()])).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     let lines: Vec<&str> = err.lines().collect();
@@ -47,7 +41,7 @@ handlers = ["broken"]
         .replace("x.[", "x.*")
         .replace(", \"nope\"", "");
     std::fs::write(&cfg, fixed).unwrap();
-    let out = switchyard(&["check", "--config", cfg.to_str().unwrap()]);
+    let out = run(&mut switchyard(["check", "--config", cfg.to_str().unwrap()])).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("plugin \"broken\""), "{err}");
@@ -66,7 +60,7 @@ handlers = ["broken"]
     let cfg_text = std::fs::read_to_string(&cfg).unwrap();
     let without_b = &cfg_text[..cfg_text.find("[[route]]\nname = \"b\"").unwrap()];
     std::fs::write(&cfg, without_b).unwrap();
-    let out = switchyard(&["check", "--config", cfg.to_str().unwrap()]);
+    let out = run(&mut switchyard(["check", "--config", cfg.to_str().unwrap()])).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8(out.stdout)
         .unwrap()
@@ -75,15 +69,15 @@ handlers = ["broken"]
 
 /// `check` loads plugins as the daemon does, but compiles them without
 /// its cache: it writes nothing to the daemon's `[state] dir`.
-#[test]
-fn check_leaves_the_state_dir_alone() {
+#[tokio::test]
+async fn check_leaves_the_state_dir_alone() {
     let dir = write_setup(
         "",
         "[[route]]\nname = \"a\"\nhandlers = [\"good\"]\n",
         &[("good", fixtures::logger())],
     );
     let cfg = dir.path().join("router.toml");
-    let out = switchyard(&["check", "--config", cfg.to_str().unwrap()]);
+    let out = run(&mut switchyard(["check", "--config", cfg.to_str().unwrap()])).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8(out.stdout)
         .unwrap()
@@ -91,40 +85,42 @@ fn check_leaves_the_state_dir_alone() {
     assert!(!dir.path().join("data").exists(), "check wrote to the state dir");
 }
 
-#[test]
-fn plugin_run_reports_outcome_emits_logs_and_exit_code() {
+#[tokio::test]
+async fn plugin_run_reports_outcome_emits_logs_and_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let ok = dir.path().join("hello.wat");
     std::fs::write(&ok, fixtures::emitter("hello.Said")).unwrap();
     let ev = dir.path().join("event.json");
     std::fs::write(&ev, r#"{"name": "greet.Please", "data": {"who": "world"}}"#).unwrap();
-    let out = switchyard(&[
+    let out = run(&mut switchyard([
         "plugin",
         "run",
         ok.to_str().unwrap(),
         "--event",
         ev.to_str().unwrap(),
-    ]);
+    ]))
+    .await;
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("outcome  ok"), "{text}");
     assert!(text.contains("emitted  1\n  {\"name\":\"hello.Said\""), "{text}");
 
-    let out = switchyard(&[
+    let out = run(&mut switchyard([
         "plugin",
         "run",
         ok.to_str().unwrap(),
         "--event",
         ev.to_str().unwrap(),
         "--json",
-    ]);
+    ]))
+    .await;
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "ok");
     assert!(v["fuel_used"].as_u64().unwrap() > 0);
 
     let looping = dir.path().join("spin.wat");
     std::fs::write(&looping, fixtures::endless_loop()).unwrap();
-    let out = switchyard(&[
+    let out = run(&mut switchyard([
         "plugin",
         "run",
         looping.to_str().unwrap(),
@@ -133,7 +129,8 @@ fn plugin_run_reports_outcome_emits_logs_and_exit_code() {
         "--fuel",
         "5000",
         "--json",
-    ]);
+    ]))
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "out_of_fuel");

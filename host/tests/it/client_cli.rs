@@ -3,7 +3,7 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -11,12 +11,6 @@ use tempfile::TempDir;
 
 use crate::fixtures;
 use crate::harness::{self, read_ndjson, TestDaemon};
-
-async fn switchyard(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
-    let mut command = harness::switchyard(args);
-    command.envs(env);
-    harness::run(command).await
-}
 
 fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
@@ -35,11 +29,7 @@ async fn send_posts_and_tail_prints_what_matches() {
     let mut d = TestDaemon::start_in(dir).await;
     let url = format!("http://{}", d.addr);
 
-    let mut tail = harness::switchyard(["tail", "--name", "a.*", "--url", &url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tail = harness::spawn(&mut harness::switchyard(["tail", "--name", "a.*", "--url", &url]));
     let out = std::io::BufReader::new(tail.stdout.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -50,18 +40,17 @@ async fn send_posts_and_tail_prints_what_matches() {
     d.subscribed(1).await;
 
     let token = vec![("SWITCHYARD_TOKEN", "s3nd".to_string())];
-    let o = switchyard(
-        args(&["send", "a.Hello", "--data", r#"{"k":1}"#, "--url", &url]),
-        token.clone(),
+    let o = harness::run(
+        harness::switchyard(["send", "a.Hello", "--data", r#"{"k":1}"#, "--url", &url]).envs(token.clone()),
     )
     .await;
     assert!(o.status.success(), "{}", text(&o.stderr));
     let answer: Value = serde_json::from_slice(&o.stdout).unwrap();
     let hello_id = answer["ids"][0].as_str().unwrap().to_string();
-    let o = switchyard(args(&["send", "b.Other", "--url", &url]), token.clone()).await;
+    let o = harness::run(harness::switchyard(["send", "b.Other", "--url", &url]).envs(token.clone())).await;
     assert!(o.status.success());
-    let o = switchyard(
-        args(&[
+    let o = harness::run(
+        harness::switchyard([
             "send",
             "a.Bye",
             "--event-version",
@@ -71,8 +60,8 @@ async fn send_posts_and_tail_prints_what_matches() {
             "--wait",
             "--url",
             &url,
-        ]),
-        token.clone(),
+        ])
+        .envs(token.clone()),
     )
     .await;
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -96,16 +85,15 @@ async fn send_posts_and_tail_prints_what_matches() {
     );
 
     // Refusals are clear and fail the command.
-    let o = switchyard(args(&["send", "a.X", "--url", &url]), vec![]).await;
+    let o = harness::run(&mut harness::switchyard(["send", "a.X", "--url", &url])).await;
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stderr).contains("401 Unauthorized: missing bearer token"),
         "{}",
         text(&o.stderr)
     );
-    let o = switchyard(
-        args(&["send", "a.X", "--data", "{oops", "--url", &url]),
-        token.clone(),
+    let o = harness::run(
+        harness::switchyard(["send", "a.X", "--data", "{oops", "--url", &url]).envs(token.clone()),
     )
     .await;
     assert_eq!(o.status.code(), Some(1));
@@ -114,7 +102,13 @@ async fn send_posts_and_tail_prints_what_matches() {
         "{}",
         text(&o.stderr)
     );
-    let o = switchyard(args(&["send", "a.X", "--url", "http://127.0.0.1:1"]), vec![]).await;
+    let o = harness::run(&mut harness::switchyard([
+        "send",
+        "a.X",
+        "--url",
+        "http://127.0.0.1:1",
+    ]))
+    .await;
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stderr).contains("cannot reach the daemon at http://127.0.0.1:1"),
@@ -135,7 +129,7 @@ async fn send_posts_and_tail_prints_what_matches() {
     );
     assert!(rx.try_recv().is_err(), "b.Other was not printed");
 
-    let o = switchyard(args(&["--version"]), vec![]).await;
+    let o = harness::run(&mut harness::switchyard(["--version"])).await;
     assert_eq!(
         text(&o.stdout).trim(),
         format!("switchyard {}", env!("CARGO_PKG_VERSION"))
@@ -210,7 +204,7 @@ async fn dead_letter(cfg: &Path, rest: &[&str]) -> Output {
     let mut a = args(&["dead-letter"]);
     a.extend(args(rest));
     a.extend(args(&["--config", cfg.to_str().unwrap()]));
-    switchyard(a, vec![]).await
+    harness::run(&mut harness::switchyard(a)).await
 }
 
 fn stdout_lines(o: &Output) -> Vec<String> {
@@ -424,7 +418,7 @@ async fn dead_letter_list_shows_bad_lines_and_kind_takes_every_kind() {
             && err.contains(&format!("[possible values: {}]", kinds.join(", "))),
         "{err}"
     );
-    let help = harness::run(harness::switchyard(["dead-letter", "list", "--help"])).await;
+    let help = harness::run(&mut harness::switchyard(["dead-letter", "list", "--help"])).await;
     let help = text(&help.stdout);
     for kind in kinds {
         assert!(help.contains(&format!("- {kind}:")), "{kind} in {help}");

@@ -5,7 +5,7 @@
 //! `tail`, `dead-letter list` and `dead-letter replay --dry-run`.
 
 use std::io::BufRead;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use crate::fixtures;
 use crate::harness::{self, run_into_closed_pipe, switchyard, wait_until, write_setup, TestDaemon, PATIENCE};
@@ -69,11 +69,7 @@ async fn send_tail_and_dead_letter_end_quietly_when_their_reader_goes() {
     let cfg = d.path("router.toml");
     let url = format!("http://{}", d.addr);
 
-    let mut tail = harness::switchyard(["tail", "--url", &url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tail = harness::spawn(&mut harness::switchyard(["tail", "--url", &url]));
     d.subscribed(1).await;
     let out = run_into_closed_pipe(harness::switchyard(["send", "a.One", "--url", &url])).await;
     assert_quiet_exit(&out, 0, "send");

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::harness::switchyard;
+use crate::harness::{run, switchyard};
 
 fn folder() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config-errors")
@@ -52,7 +52,7 @@ fn cases(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
 }
 
 /// What `switchyard check` prints on stderr for one case, and its status.
-fn check(dir: &Path, toml: &Path) -> (Option<i32>, String) {
+async fn check(dir: &Path, toml: &Path) -> (Option<i32>, String) {
     let mut command = switchyard(["check", "--config"]);
     command.arg(toml.file_name().unwrap()).current_dir(dir);
     for (name, _) in std::env::vars_os() {
@@ -60,20 +60,20 @@ fn check(dir: &Path, toml: &Path) -> (Option<i32>, String) {
             command.env_remove(name);
         }
     }
-    let out = command.output().unwrap();
+    let out = run(&mut command).await;
     let err = String::from_utf8(out.stderr).unwrap();
     (out.status.code(), err.replace(dir.to_str().unwrap(), "$DIR"))
 }
 
-#[test]
-fn every_config_error_golden_matches() {
+#[tokio::test]
+async fn every_config_error_golden_matches() {
     let dir = folder();
     let cases = cases(&dir);
     assert!(cases.len() >= 10, "the goldens are in {}", dir.display());
     let bless = std::env::var_os("SWITCHYARD_BLESS").is_some();
     let mut failures = Vec::new();
     for (toml, err) in &cases {
-        let (status, got) = check(&dir, toml);
+        let (status, got) = check(&dir, toml).await;
         if status != Some(1) {
             failures.push(format!(
                 "{}: check exited {status:?}, not 1:\n{got}",

@@ -4,9 +4,9 @@
 //! checkpoint, and a second daemon on the same files is refused by the lock.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{lazy, switchyard, wait_until, Binary, PATIENCE};
+use crate::harness::{lazy, wait_until, Binary, PATIENCE};
 use crate::tail::{append, assert_exactly_once, lines, Tail};
 
 const AT_END: &str = r#"
@@ -17,32 +17,8 @@ start_at = "end"
 
 /// Runs `switchyard run --config <config>` from `cwd` and expects it to be
 /// refused: a non-zero exit within 60 s, its log naming the lock.
-fn assert_refused(cwd: &Path, config: &Path) {
-    let mut child = switchyard(["run", "--config"])
-        .current_dir(cwd)
-        .arg(config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "a second daemon with --config {} from {} was not refused",
-                config.display(),
-                cwd.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+async fn assert_refused(cwd: &Path, config: &Path) {
+    let (status, log) = Binary::refused(cwd, config, Duration::from_secs(60)).await;
     assert!(!status.success(), "{log}");
     assert!(log.contains("is locked: another switchyard"), "{log}");
 }
@@ -67,9 +43,9 @@ async fn the_checkpoint_and_lock_do_not_depend_on_how_the_config_is_spelled() {
     wait_for(&t, 5, "lines appended after the first start").await;
 
     // Same files, other spellings: refused while the first one runs.
-    assert_refused(&root, Path::new("router.toml"));
-    assert_refused(Path::new("/"), &root.join("router.toml"));
-    assert_refused(&root.join("logs"), Path::new("../router.toml"));
+    assert_refused(&root, Path::new("router.toml")).await;
+    assert_refused(Path::new("/"), &root.join("router.toml")).await;
+    assert_refused(&root.join("logs"), Path::new("../router.toml")).await;
     assert!(first.terminate().await.success());
 
     // Appended while down, then restarted by absolute path from elsewhere:

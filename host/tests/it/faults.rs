@@ -9,12 +9,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::fixtures;
-use crate::harness::{request, wait_until, Binary, PATIENCE};
+use crate::harness::{lazy, request, wait_until, Binary, PATIENCE};
 
 /// A small tmpfs mounted for one test, unmounted when dropped.
 pub struct Tmpfs {
@@ -267,15 +267,15 @@ async fn when_every_write_fails_each_letter_is_whole_in_the_log_and_counted_once
     let config = config(dir.path(), "/dev/full", "/dev/full");
     let mut d = Binary::start_with(&config, &["--log-format", "json"]);
     let accepted = post(&d, "sink.Event", 300).await;
-    let t = Instant::now();
-    loop {
+    let stats = std::cell::RefCell::new(Value::Null);
+    let what = lazy(|| format!("an empty queue and 300 letters lost: {}", stats.borrow()));
+    wait_until(what, Duration::from_secs(30), async || {
         let s = request(d.addr, "GET", "/v1/stats", &[], Vec::new()).await.body;
-        if s["queue"]["depth"] == 0 && s["dead_letters_lost"] == 300 {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(30), "{s}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let done = s["queue"]["depth"] == 0 && s["dead_letters_lost"] == 300;
+        *stats.borrow_mut() = s;
+        done
+    })
+    .await;
     let text = request(d.addr, "GET", "/metrics", &[], Vec::new()).await.body;
     let m = crate::metrics::parse_metrics(text.as_str().unwrap());
     let c = |name: &str, labels: &[(&str, &str)]| crate::metrics::sample(&m, name, labels);

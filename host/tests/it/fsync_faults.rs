@@ -3,12 +3,12 @@
 //! fsync fails once, and the kernel then forgets the error.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::faults::Tmpfs;
-use crate::harness::{wait_until, Binary, PATIENCE};
+use crate::harness::{lazy, wait_until, Binary, PATIENCE};
 
 /// An ext4 filesystem on a loop device whose backing file lives on a tmpfs
 /// with no room left: writes succeed into the page cache, and fsync fails
@@ -117,15 +117,16 @@ path = "{}"
     write_config(&thin.path.join("out.ndjson"));
     let config = dir.path().join("router.toml");
     let mut d = Binary::start_with(&config, &["--log-format", "json"]);
-    let t = Instant::now();
-    while crate::tail::seq_counts(&thin.path.join("out.ndjson")).len() < 100 {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the lines must be written (not fsynced); log: {}",
+    let what = lazy(|| {
+        format!(
+            "the lines to be written (not fsynced); log: {}",
             d.log_lines().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        )
+    });
+    wait_until(what, Duration::from_secs(20), async || {
+        crate::tail::seq_counts(&thin.path.join("out.ndjson")).len() >= 100
+    })
+    .await;
     let status = d.terminate().await;
     assert_eq!(status.code(), Some(3), "{status}");
     let log = d.log_lines().join("\n");

@@ -2,7 +2,8 @@
 //! ([`TestDaemon`], on 127.0.0.1:0 with a config and WAT plugins in a
 //! temporary folder) or as the real binary ([`Binary`]), talked to over
 //! real HTTP; the `switchyard` command line ([`switchyard`], [`run`]); and
-//! [`wait_until`], the one way to wait for something to happen.
+//! [`wait_until`], the one way to wait for something to happen. Tests start
+//! daemons, run the command line and wait only through these.
 
 use std::ffi::OsStr;
 use std::fmt::Display;
@@ -20,20 +21,34 @@ use switchyard::app::Daemon;
 use switchyard::config::Config;
 use tempfile::TempDir;
 
+mod binary;
+pub use binary::Binary;
+
 /// How long a test waits for what should happen promptly (a daemon to
 /// start or stop, an event to be handled) before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Polls `done` every 20 ms until it holds; fails after `within`, naming
 /// `what` (formatted then, so it may show the state at the timeout).
-pub async fn wait_until(what: impl Display, within: Duration, mut done: impl AsyncFnMut() -> bool) {
+pub async fn wait_until(what: impl Display, within: Duration, done: impl AsyncFnMut() -> bool) {
+    wait_until_every(Duration::from_millis(20), what, within, done).await;
+}
+
+/// [`wait_until`] polling every `every`, for a wait that samples
+/// something on each poll (a peak, a latency, "nothing moved since").
+pub async fn wait_until_every(
+    every: Duration,
+    what: impl Display,
+    within: Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) {
     let t = Instant::now();
     while !done().await {
         assert!(
             t.elapsed() < within,
             "timed out after {within:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -60,21 +75,31 @@ pub fn switchyard<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command
     command
 }
 
-/// Runs `command` to its end off the async runtime (the daemon it talks to
-/// may be in this process) and returns what it printed.
-pub async fn run(mut command: Command) -> Output {
-    tokio::task::spawn_blocking(move || command.output().unwrap())
+/// Runs `command` (made by [`switchyard`], with any env, cwd or args
+/// added) to its end off the async runtime (the daemon it talks to may be
+/// in this process) and returns what it printed. Its stdin is empty, as with
+/// [`Command::output`].
+pub async fn run(command: &mut Command) -> Output {
+    let child = spawn(command.stdin(std::process::Stdio::null()));
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
+        .unwrap()
+}
+
+/// Starts `command` with its stdout and stderr piped, for one that runs
+/// alongside the test (e.g. `tail`): read them, then wait for its end.
+pub fn spawn(command: &mut Command) -> std::process::Child {
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap()
 }
 
 /// Runs `command` as `command | head -0` would: its standard output is a
 /// pipe whose reader has gone before anything was written.
 pub async fn run_into_closed_pipe(mut command: Command) -> Output {
-    command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().unwrap();
+    let mut child = spawn(&mut command);
     drop(child.stdout.take());
     tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
@@ -111,6 +136,21 @@ impl TestDaemon {
     /// tables in `toml`; `server` adds lines to `[server]`.
     pub async fn start_with(toml: &str, plugins: &[(&str, String)], server: &str) -> TestDaemon {
         TestDaemon::start_in(write_setup(server, toml, plugins)).await
+    }
+
+    /// Binds the daemon's listeners on a folder made earlier without loading
+    /// its plugins yet: `/readyz` says starting until [`Bound::load`].
+    pub async fn bind(dir: TempDir) -> Bound {
+        let config = Config::load(&dir.path().join("router.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let starting = tokio::time::timeout(PATIENCE, Daemon::bind(config))
+            .await
+            .unwrap_or_else(|_| panic!("the daemon did not bind within {PATIENCE:?}"))
+            .unwrap();
+        Bound {
+            addr: starting.addr(),
+            dir,
+            starting,
+        }
     }
 
     /// Starts the daemon on a folder made earlier (e.g. to restart it).
@@ -195,6 +235,29 @@ impl TestDaemon {
     }
 }
 
+/// A daemon from [`TestDaemon::bind`]: listening, still starting.
+pub struct Bound {
+    pub addr: SocketAddr,
+    /// The daemon's folder, handed on to the [`TestDaemon`] once loaded.
+    dir: TempDir,
+    starting: switchyard::app::Starting,
+}
+
+impl Bound {
+    /// Loads the plugins; the daemon is then ready and serving.
+    pub async fn load(self) -> TestDaemon {
+        let daemon = tokio::time::timeout(PATIENCE, self.starting.load())
+            .await
+            .unwrap_or_else(|_| panic!("the daemon did not load within {PATIENCE:?}"))
+            .unwrap();
+        TestDaemon {
+            addr: daemon.addr(),
+            dir: self.dir,
+            daemon: Some(daemon),
+        }
+    }
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -241,151 +304,5 @@ pub fn read_ndjson(path: &Path) -> Vec<Value> {
     match std::fs::read_to_string(path) {
         Ok(text) => text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
         Err(_) => Vec::new(),
-    }
-}
-
-/// The real `switchyard run` binary on a config, with its stderr collected.
-pub struct Binary {
-    pub child: std::process::Child,
-    pub addr: SocketAddr,
-    /// Every stderr line so far (the daemon's log).
-    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    /// Collects `log`; joined once the daemon has exited, so that the log
-    /// is complete.
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-/// The address in the daemon's "switchyard listening" line (once loaded),
-/// or with `early` its "listening; loading plugins" line (bound, still
-/// starting), in either log format.
-fn listening_addr(line: &str, early: bool) -> Option<String> {
-    let (message, field) = if early {
-        ("listening; loading plugins", "listen")
-    } else {
-        ("switchyard listening", "addr")
-    };
-    if line.starts_with('{') {
-        let v: Value = serde_json::from_str(line).ok()?;
-        if v["message"] != message {
-            return None;
-        }
-        return v[field].as_str().map(str::to_string);
-    }
-    if !line.contains(message) {
-        return None;
-    }
-    let rest = line.split(&format!("{field}=")).nth(1)?;
-    Some(rest.split_whitespace().next().unwrap_or("").to_string())
-}
-
-impl Binary {
-    pub fn start(config: &Path) -> Binary {
-        Binary::start_with(config, &[])
-    }
-
-    /// With options before `run`, e.g. `--log-format json`.
-    pub fn start_with(config: &Path, global: &[&str]) -> Binary {
-        Binary::spawn(config, global, false, None)
-    }
-
-    /// Run from the working directory `cwd`, with `config` passed as given
-    /// (relative paths are relative to `cwd`).
-    pub fn start_from(cwd: &Path, config: &Path) -> Binary {
-        Binary::spawn(config, &[], false, Some(cwd))
-    }
-
-    /// Returns as soon as the daemon has bound its listeners, while it is
-    /// still loading plugins (`/readyz` says starting).
-    pub fn start_early(config: &Path) -> Binary {
-        Binary::spawn(config, &[], true, None)
-    }
-
-    fn spawn(config: &Path, global: &[&str], early: bool, cwd: Option<&Path>) -> Binary {
-        use std::io::BufRead;
-        let mut command = switchyard(global);
-        if let Some(cwd) = cwd {
-            command.current_dir(cwd);
-        }
-        let mut child = command
-            .args(["run", "--config"])
-            .arg(config)
-            .env("SWITCHYARD_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = log.clone();
-        let reader = std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if let Some(addr) = listening_addr(&line, early) {
-                    let _ = tx.send(addr);
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("the daemon must log its listening address")
-            .parse()
-            .unwrap();
-        Binary {
-            child,
-            addr,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    /// Sends a signal, e.g. `"HUP"`.
-    pub fn signal(&self, name: &str) {
-        let kill = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(kill.success());
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        self.signal("TERM");
-        let t = std::time::Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                if let Some(reader) = self.reader.take() {
-                    reader.join().expect("the log reader panicked");
-                }
-                return s;
-            }
-            assert!(
-                t.elapsed() < std::time::Duration::from_secs(60),
-                "the daemon did not exit after SIGTERM"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The daemon's peak resident set so far (`VmHWM`), in KiB.
-    pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status")
-    }
-
-    pub fn log_lines(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

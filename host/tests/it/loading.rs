@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::bounds::fast_event;
 use crate::fixtures;
-use crate::harness::{request, write_setup, Binary, TestDaemon};
+use crate::harness::{lazy, request, run, wait_until, write_setup, Binary, TestDaemon};
 
 /// A daemon whose start-up takes about `secs`: a plugin whose start
 /// function sleeps that long (within its own timeout).
@@ -55,31 +55,30 @@ async fn sighup_while_starting_reloads_once_started_instead_of_killing_the_daemo
         daemon.child.try_wait().unwrap().is_none(),
         "SIGHUP ended the daemon"
     );
-    let t = Instant::now();
-    loop {
-        let (status, body) = readyz(daemon.addr).await;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(body["status"], "starting", "{body}");
-        assert!(t.elapsed() < Duration::from_secs(30), "never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the daemon to become ready",
+        Duration::from_secs(30),
+        async || {
+            let (status, body) = readyz(daemon.addr).await;
+            if status != 200 {
+                assert_eq!(body["status"], "starting", "{body}");
+            }
+            status == 200
+        },
+    )
+    .await;
     // The reload asked for while starting runs once started.
-    let t = Instant::now();
-    loop {
-        let stats = request(daemon.addr, "GET", "/v1/stats", &[], Vec::new())
+    let stats = std::cell::RefCell::new(Value::Null);
+    let what = lazy(|| format!("the reload to run: {}", stats.borrow()));
+    wait_until(what, Duration::from_secs(30), async || {
+        let now = request(daemon.addr, "GET", "/v1/stats", &[], Vec::new())
             .await
             .body;
-        if stats["reloads"] == 1 {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the reload never ran: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let reloaded = now["reloads"] == 1;
+        *stats.borrow_mut() = now;
+        reloaded
+    })
+    .await;
     let status = daemon.terminate().await;
     assert!(status.success(), "{status:?}");
     assert!(daemon.log_lines().iter().any(|l| l.contains("SIGHUP received")));
@@ -180,7 +179,10 @@ async fn a_200k_function_module_compiles_off_the_reload_and_shutdown_paths_withi
     // Events flow meanwhile, until the compile is over its time limit and
     // the plugin is listed with the error naming it.
     let mut slowest = Duration::ZERO;
-    let error = loop {
+    let big_listed = std::cell::RefCell::new(None::<Value>);
+    let what = lazy(|| format!("an outcome for \"big\": {:?}", big_listed.borrow()));
+    let within = Duration::from_secs(20).saturating_sub(dropped.elapsed());
+    wait_until(what, within, async || {
         slowest = slowest.max(fast_event(addr).await);
         let listing = request(addr, "GET", "/v1/plugins", &[], Vec::new()).await.body;
         let big = listing["plugins"]
@@ -189,12 +191,15 @@ async fn a_200k_function_module_compiles_off_the_reload_and_shutdown_paths_withi
             .iter()
             .find(|p| p["name"] == "big")
             .cloned();
-        if let Some(e) = big.as_ref().and_then(|b| b["error"].as_str()) {
-            break e.to_string();
-        }
-        assert!(dropped.elapsed() < Duration::from_secs(20), "no outcome: {big:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        let failed = big.as_ref().is_some_and(|b| b["error"].is_string());
+        *big_listed.borrow_mut() = big;
+        failed
+    })
+    .await;
+    let error = big_listed.into_inner().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let failed_after = dropped.elapsed();
     assert!(
         error.contains("plugin \"big\"")
@@ -233,18 +238,15 @@ async fn a_200k_function_module_compiles_off_the_reload_and_shutdown_paths_withi
     assert!(peak < 1 << 20, "peak RSS {peak} KiB, over 1 GiB");
 }
 
-#[test]
-fn check_names_the_plugin_over_the_size_limit() {
+#[tokio::test]
+async fn check_names_the_plugin_over_the_size_limit() {
     let dir = write_setup("", FAST_ROUTE, &[("quick", fixtures::logger())]);
     let cfg = dir.path().join("router.toml");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("[plugins]\n", "[plugins]\nmax_file_size = \"100B\"\n");
     std::fs::write(&cfg, text).unwrap();
-    let out = crate::harness::switchyard(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = run(crate::harness::switchyard(["check", "--config"]).arg(&cfg)).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -302,10 +304,11 @@ async fn served(addr: std::net::SocketAddr, name: &str) -> bool {
 
 /// Time from `t` until `name` is served, polling.
 async fn serves_after(addr: std::net::SocketAddr, name: &str, t: Instant, within: Duration) -> Duration {
-    while !served(addr, name).await {
-        assert!(t.elapsed() < within, "{name} not served within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let left = within.saturating_sub(t.elapsed());
+    wait_until(format!("{name} to be served"), left, async || {
+        served(addr, name).await
+    })
+    .await;
     t.elapsed()
 }
 

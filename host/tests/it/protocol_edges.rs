@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::harness::{lazy, wait_until};
 use crate::http_ingest::archive_daemon;
 use crate::metrics::{sample, scrape};
 
@@ -348,8 +349,9 @@ async fn connections_beyond_max_connections_get_503_and_are_closed() {
     );
     drop(held);
     // Slots come back as the held connections close.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let served = loop {
+    let answer = std::cell::RefCell::new(String::new());
+    let what = lazy(|| format!("a connection slot to come back: {}", answer.borrow()));
+    wait_until(what, Duration::from_secs(10), async || {
         let mut s = TcpStream::connect(d.addr).await.unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
             .await
@@ -357,11 +359,12 @@ async fn connections_beyond_max_connections_get_503_and_are_closed() {
         let mut text = Vec::new();
         let _ = s.read_to_end(&mut text).await;
         let text = String::from_utf8_lossy(&text).into_owned();
-        if text.starts_with("HTTP/1.1 200") || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        let ok = text.starts_with("HTTP/1.1 200");
+        *answer.borrow_mut() = text;
+        ok
+    })
+    .await;
+    let served = answer.into_inner();
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
     let refused = served
         .lines()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::fixtures;
-use crate::harness::TestDaemon;
+use crate::harness::{lazy, wait_until, wait_until_every, TestDaemon};
 
 const ROUTES: &str = concat!(
     r#"
@@ -53,13 +53,12 @@ async fn served_by(d: &TestDaemon) -> String {
 
 async fn wait_until_served_by(d: &TestDaemon, sha: &str, within: Duration) -> Duration {
     let t = Instant::now();
-    loop {
-        if served_by(d).await == sha {
-            return t.elapsed();
-        }
-        assert!(t.elapsed() < within, "version {sha} not served within {within:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let what = format!("version {sha} to be served");
+    wait_until_every(Duration::from_millis(5), what, within, async || {
+        served_by(d).await == sha
+    })
+    .await;
+    t.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,10 +132,12 @@ async fn replace_a_plugin_100_times_while_events_flow() {
 
 /// Waits until `/v1/plugins` shows a load error for `ver` containing `text`.
 async fn wait_for_error(d: &TestDaemon, text: &str) -> String {
-    let t = Instant::now();
-    loop {
-        let listing = d.get("/v1/plugins").await.body;
-        let error = listing["plugins"]
+    let listing = std::sync::Mutex::new(Value::Null);
+    let error = std::sync::Mutex::new(String::new());
+    let what = lazy(|| format!("a load error containing {text:?}: {}", listing.lock().unwrap()));
+    wait_until(what, Duration::from_secs(5), async || {
+        let now = d.get("/v1/plugins").await.body;
+        let e = now["plugins"]
             .as_array()
             .unwrap()
             .iter()
@@ -144,15 +145,12 @@ async fn wait_for_error(d: &TestDaemon, text: &str) -> String {
             .and_then(|p| p["error"].as_str())
             .unwrap_or("")
             .to_string();
-        if error.contains(text) {
-            return error;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "no load error containing {text:?}: {listing}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        *listing.lock().unwrap() = now;
+        *error.lock().unwrap() = e.clone();
+        e.contains(text)
+    })
+    .await;
+    error.into_inner().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,33 +284,27 @@ handlers = ["ver", "later"]
 
     // The plugin the route was waiting for arrives.
     replace(&d.path("plugins/later.wat"), fixtures::logger().as_bytes());
-    let t = Instant::now();
-    while outcomes(&post(&d).await) != ["ok", "ok"] {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the new plugin was not picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "the new plugin to be picked up",
+        Duration::from_secs(5),
+        async || outcomes(&post(&d).await) == ["ok", "ok"],
+    )
+    .await;
     // Deleted: unavailable again; re-created: served again.
     std::fs::remove_file(d.path("plugins/ver.wat")).unwrap();
-    let t = Instant::now();
-    while outcomes(&post(&d).await) != ["unavailable", "ok"] {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the deleted plugin was not unloaded"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "the deleted plugin to be unloaded",
+        Duration::from_secs(5),
+        async || outcomes(&post(&d).await) == ["unavailable", "ok"],
+    )
+    .await;
     replace(&d.path("plugins/ver.wat"), version(2).as_bytes());
-    let t = Instant::now();
-    while outcomes(&post(&d).await) != ["ok", "ok"] {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the re-created plugin was not loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "the re-created plugin to be loaded",
+        Duration::from_secs(5),
+        async || outcomes(&post(&d).await) == ["ok", "ok"],
+    )
+    .await;
 
     // An invalid config edit keeps the old config serving, with every error reported.
     let cfg = d.path("router.toml");
@@ -340,14 +332,12 @@ handlers = ["ver", "later"]
         good.replace("handlers = [\"ver\", \"later\"]", "handlers = [\"ver\"]")
             .as_bytes(),
     );
-    let t = Instant::now();
-    while outcomes(&post(&d).await) != ["ok"] {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the valid config was not applied"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "the valid config to be applied",
+        Duration::from_secs(5),
+        async || outcomes(&post(&d).await) == ["ok"],
+    )
+    .await;
     let stats = d.get("/v1/stats").await.body;
     assert!(stats["reloads"].as_u64().unwrap() >= 5, "{stats}");
     assert!(stats["reload_failures"].as_u64().unwrap() >= 1, "{stats}");
@@ -418,11 +408,10 @@ async fn sighup_reloads_and_the_daemon_keeps_serving() {
     };
     let before = stats(daemon.addr).await["reloads"].as_u64().unwrap();
     daemon.signal("HUP");
-    let t = Instant::now();
-    while stats(daemon.addr).await["reloads"].as_u64().unwrap() == before {
-        assert!(t.elapsed() < Duration::from_secs(5), "SIGHUP did not reload");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("SIGHUP to reload", Duration::from_secs(5), async || {
+        stats(daemon.addr).await["reloads"].as_u64().unwrap() != before
+    })
+    .await;
     assert!(
         daemon.child.try_wait().unwrap().is_none(),
         "SIGHUP must not end the daemon"

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::fixtures;
-use crate::harness::TestDaemon;
+use crate::harness::{lazy, wait_until, TestDaemon};
 use crate::metrics::{sample, scrape};
 use crate::stream::Sub;
 
@@ -65,14 +65,16 @@ async fn a_client_that_never_reads_is_closed_after_send_timeout_and_frees_its_sl
         "{took:?}: {err}"
     );
     // Its slot is free again: an ordinary producer is served.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let served = loop {
-        let status = raw_post(d.addr).await;
-        if status.starts_with("HTTP/1.1 202") || Instant::now() > deadline {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = std::cell::RefCell::new(String::new());
+    let what = lazy(|| format!("the slot to serve a producer again: {}", status.borrow()));
+    wait_until(what, Duration::from_secs(10), async || {
+        let now = raw_post(d.addr).await;
+        let ok = now.starts_with("HTTP/1.1 202");
+        *status.borrow_mut() = now;
+        ok
+    })
+    .await;
+    let served = status.into_inner();
     assert_eq!(served, "HTTP/1.1 202 Accepted");
     let (s, _) = scrape(&d).await;
     assert_eq!(sample(&s, "switchyard_http_send_timeouts_total", &[]), 1.0);

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::fixtures;
-use crate::harness::{wait_until, TestDaemon, PATIENCE};
+use crate::harness::{lazy, wait_until, TestDaemon, PATIENCE};
 use crate::metrics::{sample, scrape};
 
 #[derive(Default)]
@@ -151,11 +151,10 @@ async fn a_receiver_that_fails_at_first_gets_everything_in_order() {
         assert_eq!(s.delivered[0][0]["data"]["i"], 0);
     }
     // The delivery task counts a batch done just after the receiver answers.
-    let t = Instant::now();
-    while d.get("/v1/stats").await.body["sinks"]["hook"]["pending"] != 0 {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("no webhook batch pending", Duration::from_secs(20), async || {
+        d.get("/v1/stats").await.body["sinks"]["hook"]["pending"] == 0
+    })
+    .await;
     let (m, _) = scrape(&d).await;
     assert_eq!(
         sample(&m, "switchyard_sink_writes_total", &[("sink", "hook")]),
@@ -179,13 +178,15 @@ async fn a_receiver_that_never_recovers_ends_in_dead_letters() {
     let (addr, seen) = receiver(StatusCode::INTERNAL_SERVER_ERROR, None).await;
     let mut d = TestDaemon::start_with(&config(addr, 2), &[("log", fixtures::logger())], "workers = 1").await;
     let ids = post_events(&d, 7).await;
-    let mut stats = Value::Null;
-    let t = Instant::now();
-    while stats["sinks"]["hook"]["pending"] != 0 || stats["dead_letters"] != 7 {
-        assert!(t.elapsed() < Duration::from_secs(20), "{stats}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        stats = d.get("/v1/stats").await.body;
-    }
+    let stats = std::cell::RefCell::new(Value::Null);
+    let what = lazy(|| format!("no batch pending and 7 dead letters: {}", stats.borrow()));
+    wait_until(what, Duration::from_secs(20), async || {
+        let now = d.get("/v1/stats").await.body;
+        let done = now["sinks"]["hook"]["pending"] == 0 && now["dead_letters"] == 7;
+        *stats.borrow_mut() = now;
+        done
+    })
+    .await;
     let requests = seen.lock().unwrap().requests;
     assert_eq!(requests % 3, 0, "each batch was tried 3 times: {requests}");
     let batches = requests / 3;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::harness::{lazy, wait_until, write_setup, TestDaemon};
+use crate::harness::{lazy, wait_until, wait_until_every, write_setup, TestDaemon};
 
 /// Routes every event to `out.ndjson`.
 const SINK: &str = r#"

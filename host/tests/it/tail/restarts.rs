@@ -29,14 +29,22 @@ handlers = ["slow"]
     t.start().await;
     // Read ahead of what was handled: never more than the queue holds.
     let mut max_ahead = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while t.handled() < N {
-        assert!(Instant::now() < deadline, "stuck at {}", t.handled());
-        let s = t.stats();
-        let ahead = s["lines"].as_u64().unwrap() - s["lines_handled"].as_u64().unwrap();
-        max_ahead = max_ahead.max(ahead);
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let what = lazy(|| format!("all lines handled, stuck at {}", t.handled()));
+    wait_until_every(
+        Duration::from_millis(2),
+        what,
+        Duration::from_secs(30),
+        async || {
+            if t.handled() >= N {
+                return true;
+            }
+            let s = t.stats();
+            let ahead = s["lines"].as_u64().unwrap() - s["lines_handled"].as_u64().unwrap();
+            max_ahead = max_ahead.max(ahead);
+            false
+        },
+    )
+    .await;
     let stats = t.daemon().daemon().stats().to_json();
     t.stop().await;
     // Without backpressure all 12,000 would be submitted at once; with it,
@@ -131,22 +139,29 @@ start_at = "beginning"
             .find(|p| p.extension().is_some_and(|e| e == "json"))?;
         serde_json::from_slice(&fs::read(file).ok()?).ok()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let handled = tail_stats(first.addr).await["lines_handled"]
-            .as_u64()
-            .unwrap_or(0);
-        let advanced = checkpoint().is_some_and(|cp| cp["files"][0]["offset"].as_u64() > Some(0));
-        if handled >= 30_000 && advanced {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {handled} lines handled; checkpoint {:?}",
+    let handled = std::cell::Cell::new(0);
+    let what = lazy(|| {
+        format!(
+            "30000 lines handled and a checkpoint: only {} lines handled; checkpoint {:?}",
+            handled.get(),
             checkpoint()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        )
+    });
+    wait_until_every(
+        Duration::from_millis(10),
+        what,
+        Duration::from_secs(30),
+        async || {
+            handled.set(
+                tail_stats(first.addr).await["lines_handled"]
+                    .as_u64()
+                    .unwrap_or(0),
+            );
+            let advanced = checkpoint().is_some_and(|cp| cp["files"][0]["offset"].as_u64() > Some(0));
+            handled.get() >= 30_000 && advanced
+        },
+    )
+    .await;
     first.child.kill().unwrap(); // SIGKILL
     first.child.wait().unwrap();
     let handled_before: Vec<u64> = count_seqs(&lines_after_crashes(&t.path("out.ndjson")).0)
@@ -168,17 +183,22 @@ start_at = "beginning"
         .await
         .unwrap();
     // Done when everything read has been handled and nothing moves.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut last = Value::Null;
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let s = tail_stats(second.addr).await;
-        if s == last && s["lines"] == s["lines_handled"] && fs::metadata(&log).unwrap().len() > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not done: {s}");
-        last = s;
-    }
+    let last = std::cell::RefCell::new(Value::Null);
+    let what = lazy(|| format!("everything read to be handled, not done: {}", last.borrow()));
+    wait_until_every(
+        Duration::from_millis(200),
+        what,
+        Duration::from_secs(40),
+        async || {
+            let s = tail_stats(second.addr).await;
+            let done = *last.borrow() == s
+                && s["lines"] == s["lines_handled"]
+                && fs::metadata(&log).unwrap().len() > 0;
+            *last.borrow_mut() = s;
+            done
+        },
+    )
+    .await;
     assert!(second.terminate().await.success());
     // The sink may hold the line it was writing when killed, torn; that
     // event was not acknowledged, so it is handled (and written) again.

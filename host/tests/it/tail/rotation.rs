@@ -29,18 +29,14 @@ async fn rename_rotation_100_times_at_10k_lines_per_second() {
         .unwrap();
     assert_eq!(rotations, ROTATIONS);
     assert!(rate >= 10_000.0, "the writer managed only {rate:.0} lines/s");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while t.handled() < total {
-        if Instant::now() > deadline {
-            let counts = t.counts();
-            panic!(
-                "timed out: tail stats {}; missing {}",
-                t.stats(),
-                missing_ranges(&counts, 0..total)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = lazy(|| {
+        format!(
+            "every line handled: tail stats {}; missing {}",
+            t.stats(),
+            missing_ranges(&t.counts(), 0..total)
+        )
+    });
+    wait_until(what, Duration::from_secs(30), async || t.handled() >= total).await;
     t.stop().await;
     assert_exactly_once(&t.counts(), 0..total);
     assert!(t.dead().is_empty(), "{:?}", t.dead());
