@@ -8,10 +8,12 @@
 #   C and Zig       ziglang from PyPI, into plugins/.toolchains/python
 #   AssemblyScript  npm ci in plugins/assemblyscript (package-lock.json);
 #                   needs Node.js 20 or later
+#   Python          componentize-py from PyPI, into plugins/.toolchains/componentize-py
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ZIG_VERSION="0.17.1"
+COMPONENTIZE_PY_VERSION="0.25.1"
 pylib="$here/.toolchains/python"
 
 say() { printf 'install-toolchains: %s\n' "$*"; }
@@ -76,6 +78,27 @@ else
         --root-user-action=ignore --upgrade --target "$pylib" "ziglang==$ZIG_VERSION" ||
         die "pip install ziglang failed"
     [ "$(have_zig)" = "$ZIG_VERSION" ] || die "zig $ZIG_VERSION does not run from $pylib"
+fi
+
+# --- Python components: componentize-py, from PyPI --------------------------
+# A folder of its own: `pip install --target --upgrade` replaces whole
+# top-level folders (bin/), which other toolchains there may share.
+cpylib="$here/.toolchains/componentize-py"
+# (The package has no __main__: its console script's one line, run directly.)
+have_cpy() {
+    PYTHONPATH="$cpylib" python3 -c 'import sys; from componentize_py import script; sys.exit(script())' \
+        --version 2>/dev/null | awk '{print $2}'
+}
+if [ "$(have_cpy)" = "$COMPONENTIZE_PY_VERSION" ]; then
+    say "componentize-py: $COMPONENTIZE_PY_VERSION already in $cpylib"
+else
+    say "componentize-py: pip install componentize-py==$COMPONENTIZE_PY_VERSION into $cpylib"
+    quiet python3 -m pip install --disable-pip-version-check --no-input \
+        --root-user-action=ignore --upgrade --target "$cpylib" \
+        "componentize-py==$COMPONENTIZE_PY_VERSION" ||
+        die "pip install componentize-py failed"
+    [ "$(have_cpy)" = "$COMPONENTIZE_PY_VERSION" ] ||
+        die "componentize-py $COMPONENTIZE_PY_VERSION does not run from $cpylib"
 fi
 
 # --- AssemblyScript, from npm -------------------------------------------------
