@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{read_ndjson, request, write_setup, Binary};
 
-const LANGS: [&str; 5] = ["rust", "c", "zig", "assemblyscript", "command"];
+const LANGS: [&str; 6] = ["rust", "c", "zig", "assemblyscript", "command", "js"];
 
 fn built(lang: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
