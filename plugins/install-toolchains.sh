@@ -9,6 +9,8 @@
 #   AssemblyScript  npm ci in plugins/assemblyscript (package-lock.json);
 #                   needs Node.js 20 or later
 #   Python          componentize-py from PyPI, into plugins/.toolchains/componentize-py
+#   JavaScript, TS  npm ci in plugins/js (package-lock.json): jco and its
+#                   QuickJS backend (componentize-qjs); about 380 MB unpacked
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -114,6 +116,18 @@ else
     say "assemblyscript: npm ci in $as_dir"
     quiet npm ci --prefix "$as_dir" --no-audit --no-fund --loglevel=error ||
         die "npm ci in $as_dir failed"
+fi
+
+# --- JavaScript and TypeScript components (jco), from npm ---------------------
+js_dir="$here/js"
+want_jco="$(node -p "require('$js_dir/package-lock.json').packages['node_modules/@bytecodealliance/jco'].version")"
+have_jco="$(node -p "try { require('$js_dir/node_modules/@bytecodealliance/jco/package.json').version } catch (e) { '' }")"
+if [ "$have_jco" = "$want_jco" ]; then
+    say "jco: $want_jco already in $js_dir/node_modules"
+else
+    say "jco: npm ci in $js_dir"
+    quiet npm ci --prefix "$js_dir" --no-audit --no-fund --loglevel=error ||
+        die "npm ci in $js_dir failed"
 fi
 
 say "done"

@@ -17,6 +17,6 @@ def handle(ev: sy.Event) -> None:
         sy.emit("conf.ConfigSeen", sy.config())
     elif ev.name == "conf.Trap":
         sy.trap("conformance python traps on purpose")
-    elif ev.name == "conf.Loop":
+    elif ev.name == "conf.Timeout":
         while True:
             pass

@@ -14,7 +14,7 @@
 //!   [`artifact`]: a module or a component, told apart when compiled;
 //! - [`host::log_limit`]: the per-plugin rate limit on forwarded log lines.
 //!
-//! Where new things go: a kind of guest (components, issue 14) is one
+//! Where new things go: a kind of guest (as components were, issue 14) is one
 //! module in `guest/` implementing `guest::Guest` and `guest::Instance`,
 //! plus one arm of `guest::PluginKind` and of `guest::executor`; a host
 //! capability (KV, issue 15) is one module in `host/` with its state, its

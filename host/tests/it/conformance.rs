@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 
 use crate::harness::{read_ndjson, request, wait_until, write_setup, Binary};
 
-const LANGS: [&str; 6] = ["rust", "c", "zig", "assemblyscript", "command", "python"];
+const LANGS: [&str; 7] = ["rust", "c", "zig", "assemblyscript", "command", "js", "python"];
 /// How long loading may take: a Python component's first compile is about
 /// 10 s alone, several times that on two cores shared with other tests.
 const LOAD_PATIENCE: Duration = Duration::from_secs(300);
-/// The languages whose conformance plugin loops forever on `conf.Loop` (the
+/// The languages whose conformance plugin loops forever on `conf.Timeout` (the
 /// others take it as any other name: ok).
-const LOOPING: [&str; 1] = ["python"];
+const LOOPING: [&str; 2] = ["js", "python"];
 
 fn built(lang: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -136,7 +136,7 @@ async fn every_language_passes_through_the_daemon() {
             "{lang}: {message}"
         );
     }
-    let looped = post(addr, "conf.Loop").await;
+    let looped = post(addr, "conf.Timeout").await;
     for ((plugin, outcome, message), lang) in outcomes(&looped).into_iter().zip(LANGS) {
         let expected = if LOOPING.contains(&lang) { "timeout" } else { "ok" };
         assert_eq!(
