@@ -83,6 +83,7 @@ else
 fi
 
 # --- Python components: componentize-py, from PyPI --------------------------
+# A 17 MB wheel, 47 MB installed (its own CPython 3.14 and component tooling).
 # A folder of its own: `pip install --target --upgrade` replaces whole
 # top-level folders (bin/), which other toolchains there may share.
 cpylib="$here/.toolchains/componentize-py"
