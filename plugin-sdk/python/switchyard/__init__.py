@@ -200,8 +200,9 @@ def emit(
 ) -> None:
     """Emits a new event ``name`` with ``data`` (any JSON-serializable value).
 
-    ``meta`` (a dict) is merged by the host over the facility fields it sets
-    itself (``parent_id``, ...); ``version`` is the schema version. The
+    ``meta`` (a dict) gets the host's own facility fields added
+    (``parent_id``, ``root_id``, ``hops``, ``trail``); ``version`` is the
+    schema version. The
     event enters routing with source ``plugin:<this plugin>`` once the
     invocation succeeds; a failed invocation's emits are dropped.
 
