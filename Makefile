@@ -13,5 +13,6 @@ run: plugins
 	cargo run --release -p switchyard -- run --config router.toml
 
 test: plugins
+	python3 -m unittest discover -s plugin-sdk/python/tests
 	cargo test --workspace --locked
 	cargo test --manifest-path plugins/Cargo.toml --locked

@@ -3,12 +3,15 @@
 #
 #   plugins/build.sh                 all of them
 #   plugins/build.sh rust zig        only these languages
-#                                    (rust, c, zig, assemblyscript, command, wat)
+#                                    (rust, c, zig, assemblyscript, command, js, wat,
+#                                    python)
 #
 # Sources, by language; <name> is the file stem (the package name for Rust),
 # except that `conformance` becomes `conformance_<language>`:
 #   rust/<crate>/ (members of plugins/Cargo.toml)   c/*.c   zig/*.zig
 #   assemblyscript/*.ts   command/*.c (WASI programs with main)
+#   python/*.py (components of the world in plugin-sdk/wit)
+#   js/*.js js/*.ts (components of plugin-sdk/wit/switchyard.wit)
 #
 # Toolchains (plugins/install-toolchains.sh installs them):
 #   Rust            rustup's wasm32-wasip1 target if installed, else Debian's
@@ -17,6 +20,8 @@
 #   Zig             Zig 0.17 from plugins/.toolchains/python (pip ziglang),
 #                   else `python3 -m ziglang`, else `zig` on PATH
 #   AssemblyScript  asc from plugins/assemblyscript/node_modules
+#   Python          componentize-py from plugins/.toolchains/componentize-py
+#   JavaScript, TS  jco (QuickJS backend) from plugins/js/node_modules
 # A missing toolchain is an error, never a silent skip.
 set -euo pipefail
 shopt -s nullglob
@@ -156,6 +161,49 @@ build_assemblyscript() {
     done
 }
 
+# --- Python (components) ------------------------------------------------------
+# Each plugins/python/*.py is an app module: with plugin-sdk/python on the
+# path it imports `switchyard`, whose WitWorld implements the world
+# `handler` of plugin-sdk/wit. About 18 MB and 10-20 s per component.
+build_python() {
+    # componentize-py's console script, without depending on where pip put it.
+    local cpy=(env PYTHONPATH="$here/.toolchains/componentize-py" python3 -c
+        'import sys; from componentize_py import script; sys.argv[0] = "componentize-py"; sys.exit(script())')
+    "${cpy[@]}" --version >/dev/null 2>&1 || missing "componentize-py" "pip componentize-py"
+    local src name
+    for src in "$here"/python/*.py; do
+        name="$(plugin_name "$src" python)"
+        "${cpy[@]}" -d "$sdk/wit" -w handler componentize -p "$here/python" -p "$sdk/python" \
+            "$(basename "${src%.py}")" -o "$dist/$name.wasm" >/dev/null
+        built "$name"
+    done
+}
+
+# --- JavaScript and TypeScript (components) ------------------------------------
+# jco's QuickJS backend: a 1.6 MB component in about 3 s. --bundle puts the
+# SDK (plugin-sdk/js) into the source; TypeScript is bundled (types
+# stripped) always. Synchronous exports (the host runs no component-model
+# async); WASI is not stubbed, so that Date and Math.random work (the host
+# grants WASI 0.2 with nothing else).
+build_js() {
+    local jco="$here/js/node_modules/.bin/jco" name src log
+    [ -x "$jco" ] || missing "jco (JavaScript components)" "npm ci in plugins/js"
+    command -v node >/dev/null || missing "node"
+    for src in "$here"/js/*.js "$here"/js/*.ts; do
+        case "$src" in *.d.ts) continue ;; esac
+        name="$(plugin_name "$src" js)"
+        log="$(mktemp)"
+        if ! "$jco" componentize "$src" --bundle --wit "$sdk/wit/switchyard.wit" -n handler \
+            --backend quickjs --backend-qjs-disable-async -o "$dist/$name.wasm" >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -f "$log"
+            die "jco componentize $src failed"
+        fi
+        rm -f "$log"
+        built "$name"
+    done
+}
+
 # --- WebAssembly text ----------------------------------------------------------
 # The hand-written examples in wat/ need no toolchain: the host loads .wat
 # directly, so "building" them is a copy.
@@ -169,11 +217,11 @@ build_wat() {
 }
 
 languages=("$@")
-[ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript command wat)
+[ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript command js wat python)
 mkdir -p "$dist"
 for lang in "${languages[@]}"; do
     case "$lang" in
-    rust | c | zig | assemblyscript | command | wat) "build_$lang" ;;
-    *) die "unknown language '$lang' (rust, c, zig, assemblyscript, command, wat)" ;;
+    rust | c | zig | assemblyscript | command | js | wat | python) "build_$lang" ;;
+    *) die "unknown language '$lang' (rust, c, zig, assemblyscript, command, js, wat, python)" ;;
     esac
 done

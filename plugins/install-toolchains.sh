@@ -8,10 +8,14 @@
 #   C and Zig       ziglang from PyPI, into plugins/.toolchains/python
 #   AssemblyScript  npm ci in plugins/assemblyscript (package-lock.json);
 #                   needs Node.js 20 or later
+#   Python          componentize-py from PyPI, into plugins/.toolchains/componentize-py
+#   JavaScript, TS  npm ci in plugins/js (package-lock.json): jco and its
+#                   QuickJS backend (componentize-qjs); about 380 MB unpacked
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ZIG_VERSION="0.17.1"
+COMPONENTIZE_PY_VERSION="0.25.1"
 pylib="$here/.toolchains/python"
 
 say() { printf 'install-toolchains: %s\n' "$*"; }
@@ -78,6 +82,28 @@ else
     [ "$(have_zig)" = "$ZIG_VERSION" ] || die "zig $ZIG_VERSION does not run from $pylib"
 fi
 
+# --- Python components: componentize-py, from PyPI --------------------------
+# A 17 MB wheel, 47 MB installed (its own CPython 3.14 and component tooling).
+# A folder of its own: `pip install --target --upgrade` replaces whole
+# top-level folders (bin/), which other toolchains there may share.
+cpylib="$here/.toolchains/componentize-py"
+# (The package has no __main__: its console script's one line, run directly.)
+have_cpy() {
+    PYTHONPATH="$cpylib" python3 -c 'import sys; from componentize_py import script; sys.exit(script())' \
+        --version 2>/dev/null | awk '{print $2}'
+}
+if [ "$(have_cpy)" = "$COMPONENTIZE_PY_VERSION" ]; then
+    say "componentize-py: $COMPONENTIZE_PY_VERSION already in $cpylib"
+else
+    say "componentize-py: pip install componentize-py==$COMPONENTIZE_PY_VERSION into $cpylib"
+    quiet python3 -m pip install --disable-pip-version-check --no-input \
+        --root-user-action=ignore --upgrade --target "$cpylib" \
+        "componentize-py==$COMPONENTIZE_PY_VERSION" ||
+        die "pip install componentize-py failed"
+    [ "$(have_cpy)" = "$COMPONENTIZE_PY_VERSION" ] ||
+        die "componentize-py $COMPONENTIZE_PY_VERSION does not run from $cpylib"
+fi
+
 # --- AssemblyScript, from npm -------------------------------------------------
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 20 ] ||
@@ -91,6 +117,18 @@ else
     say "assemblyscript: npm ci in $as_dir"
     quiet npm ci --prefix "$as_dir" --no-audit --no-fund --loglevel=error ||
         die "npm ci in $as_dir failed"
+fi
+
+# --- JavaScript and TypeScript components (jco), from npm ---------------------
+js_dir="$here/js"
+want_jco="$(node -p "require('$js_dir/package-lock.json').packages['node_modules/@bytecodealliance/jco'].version")"
+have_jco="$(node -p "try { require('$js_dir/node_modules/@bytecodealliance/jco/package.json').version } catch (e) { '' }")"
+if [ "$have_jco" = "$want_jco" ]; then
+    say "jco: $want_jco already in $js_dir/node_modules"
+else
+    say "jco: npm ci in $js_dir"
+    quiet npm ci --prefix "$js_dir" --no-audit --no-fund --loglevel=error ||
+        die "npm ci in $js_dir failed"
 fi
 
 say "done"

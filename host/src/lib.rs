@@ -22,7 +22,8 @@
 //! - [`runtime`]: the wasm sandbox: engine, compile cache, compiles off the
 //!   reload path within size and time limits, per-event stores with fuel,
 //!   memory cap and deadline, failure kinds; [`runtime::guest`] one
-//!   executor per kind of guest; [`runtime::host`] the host imports, one
+//!   executor per kind of guest (core module, command, component of
+//!   `plugin-sdk/wit/switchyard.wit`); [`runtime::host`] the host imports, one
 //!   module per capability, with one signature table for the load-time
 //!   import check and the linker.
 //! - `telemetry`: counters declared once (Prometheus and `/v1/stats` read
@@ -64,7 +65,7 @@
 //!   `config::SinkConfig` and in `Validator::sinks` (`config/sink/mod.rs`,
 //!   which also lists the known types), and its keys in the raw
 //!   `[sink.NAME]` table (`RawSink`), refused for the other types.
-//! - A kind of guest (components, issue 14): one module in
+//! - A kind of guest (as components were, issue 14): one module in
 //!   `runtime/guest/` implementing `Guest` and `Instance`, and one arm each
 //!   in `runtime::guest::PluginKind` and `runtime::guest::executor`.
 //! - A host capability (KV, issue 15): one module in `runtime/host/` with

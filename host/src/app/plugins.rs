@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use wasmtime::Module;
 
 use super::reload::LoadReport;
 use crate::config::plugin_files;
 use crate::config::Config;
 use crate::pipeline::Snapshot;
+use crate::runtime::artifact::Artifact;
 use crate::runtime::cache::{self, Origin};
 use crate::runtime::compile::{Compiled, Compiler, RELOAD_WAIT};
 use crate::runtime::plugin::check_size;
@@ -225,8 +225,8 @@ impl PluginLoader {
         report: &mut LoadReport,
     ) -> Result<Option<Arc<Plugin>>, String> {
         let where_ = format!("plugin {:?} ({})", c.name, c.path.display());
-        let (module, origin) = match compiled {
-            Compiled::Ready(module, origin) => (module, origin),
+        let (artifact, origin) = match compiled {
+            Compiled::Ready(artifact, origin) => (artifact, origin),
             Compiled::Compiling(how) => {
                 report.compiling.insert(c.name.clone(), how);
                 return Ok(None);
@@ -242,7 +242,7 @@ impl PluginLoader {
             size: c.size,
             sha256: c.sha256.clone(),
         };
-        let plugin = Plugin::from_module(&self.rt, &c.name, facts, module, c.settings.clone())
+        let plugin = Plugin::from_artifact(&self.rt, &c.name, facts, artifact, c.settings.clone())
             .map_err(|e| e.to_string())?;
         report.loaded.push(c.name.clone());
         Ok(Some(Arc::new(plugin)))
@@ -295,13 +295,13 @@ fn compile_now(rt: &Runtime, bytes: Vec<u8>, limit: Duration) -> Compiled {
     let (tx, rx) = std::sync::mpsc::channel();
     let engine = rt.engine().clone();
     let spawned = std::thread::Builder::new().name("compile".into()).spawn(move || {
-        let _ = tx.send(Module::new(&engine, &bytes));
+        let _ = tx.send(Artifact::compile(&engine, &bytes));
     });
     if let Err(e) = spawned {
         return Compiled::Failed(format!("cannot read: {e}"));
     }
     match rx.recv_timeout(limit) {
-        Ok(Ok(module)) => Compiled::Ready(module, Origin::Compiled),
+        Ok(Ok(artifact)) => Compiled::Ready(artifact, Origin::Compiled),
         Ok(Err(e)) => Compiled::Failed(format!("does not compile: {e:#}")),
         Err(_) => Compiled::Failed(format!(
             "did not compile within {limit:?} ([plugins] compile_timeout)"

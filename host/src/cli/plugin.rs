@@ -124,7 +124,14 @@ pub fn invoke(
         limits: opts.limits,
         config: opts.config,
     };
-    let plugin = Plugin::load(&rt, name, plugin_path, settings, LoadLimits::default())?;
+    // Offline the file is the one the author names, so no size limit, and
+    // its compile may take its time: an 18 MB Python component takes
+    // 10-25 s, over the daemon's default `compile_timeout`.
+    let load = LoadLimits {
+        max_file_size: u64::MAX,
+        compile_timeout: std::time::Duration::from_secs(600),
+    };
+    let plugin = Plugin::load(&rt, name, plugin_path, settings, load)?;
     let inv = plugin.invoke(&event.to_json());
     Ok((plugin, event, inv))
 }

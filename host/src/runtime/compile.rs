@@ -31,7 +31,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, Module};
+use wasmtime::Engine;
+
+use super::artifact::Artifact;
 
 use super::cache::{CompileCache, Origin};
 pub use crate::config::LoadLimits;
@@ -51,14 +53,14 @@ pub const SMALL_RESERVED: usize = 2;
 /// Where a compile is.
 #[derive(Clone)]
 pub enum Compiled {
-    Ready(Module, Origin),
+    Ready(Artifact, Origin),
     /// Still running (for this long), or waiting for a free slot.
     Compiling(String),
     /// Failed or over the time limit: the message, for the plugin's error.
     Failed(String),
 }
 
-type Outcome = Result<(Module, Origin), String>;
+type Outcome = Result<(Artifact, Origin), String>;
 
 struct Job {
     /// The file's size in bytes: waiting compiles start smallest first.
@@ -228,7 +230,7 @@ impl Compiler {
                 drop(state);
                 lock(&self.jobs).remove(sha256);
                 match outcome {
-                    Ok((module, origin)) => Compiled::Ready(module, origin),
+                    Ok((artifact, origin)) => Compiled::Ready(artifact, origin),
                     Err(msg) => Compiled::Failed(msg),
                 }
             }
@@ -316,7 +318,7 @@ fn run(shared: &Arc<Shared>, w: Waiting, lane: Lane) {
         });
     let compile = || {
         CompileCache::new(&w.cache_dir)
-            .module(&shared.engine, &w.bytes, &w.sha256)
+            .artifact(&shared.engine, &w.bytes, &w.sha256)
             .map_err(|e| format!("does not compile: {e:#}"))
     };
     let outcome = match (lane, &shared.small_pool) {

@@ -23,6 +23,9 @@ pub struct MemoryCap {
     pub cap: usize,
     /// The refusal's message, once a growth was refused in this call.
     pub hit: Option<String>,
+    /// Bytes of the largest linear memory granted so far: how much a guest
+    /// with no one exported memory (a component) uses.
+    pub largest: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -40,6 +43,7 @@ impl ResourceLimiter for MemoryCap {
             self.hit = Some(msg.clone());
             return Err(wasmtime::Error::msg(msg));
         }
+        self.largest = self.largest.max(desired);
         Ok(true)
     }
 

@@ -1,12 +1,16 @@
-//! A plugin: one loaded version of a plugin file, compiled once, checked
-//! against ABI v1 at load and linked to the executor of its kind of guest
-//! ([`super::guest`]), then tried once. Invocation is in [`super::invoke`].
+//! A plugin: one loaded version of a plugin file, compiled once (a core
+//! module or a component, [`super::artifact`]), checked at load against ABI
+//! v1 or the component world and linked to the executor of its kind of
+//! guest ([`super::guest`]), then tried once. Invocation is in
+//! [`super::invoke`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use wasmtime::{Engine, Module};
+use wasmtime::Engine;
+
+use super::artifact::Artifact;
 
 use super::compile::LoadLimits;
 use super::failure;
@@ -51,6 +55,12 @@ pub enum PluginError {
         path: PathBuf,
         problems: Vec<String>,
     },
+    #[error("plugin {name:?} ({path}): does not target the world `{}`: {}", super::host::world::WORLD, problems.join("; "))]
+    World {
+        name: String,
+        path: PathBuf,
+        problems: Vec<String>,
+    },
     #[error("plugin {name:?} ({path}): cannot be instantiated: {message}")]
     Instantiate {
         name: String,
@@ -68,6 +78,7 @@ impl PluginError {
             | PluginError::CompileTimeout { name, .. }
             | PluginError::Compile { name, .. }
             | PluginError::Abi { name, .. }
+            | PluginError::World { name, .. }
             | PluginError::Instantiate { name, .. } => name,
         }
     }
@@ -153,10 +164,10 @@ impl Plugin {
         std::thread::Builder::new()
             .name("compile".into())
             .spawn(move || {
-                let _ = tx.send(Module::new(&engine, &owned));
+                let _ = tx.send(Artifact::compile(&engine, &owned));
             })
             .map_err(read_error)?;
-        let module = match rx.recv_timeout(limits.compile_timeout) {
+        let artifact = match rx.recv_timeout(limits.compile_timeout) {
             Ok(compiled) => compiled.map_err(|e| PluginError::Compile {
                 name: name.into(),
                 path: path.into(),
@@ -175,7 +186,7 @@ impl Plugin {
             size: bytes.len() as u64,
             sha256: super::cache::sha256_hex(&bytes),
         };
-        Plugin::from_module(rt, name, file, module, settings)
+        Plugin::from_artifact(rt, name, file, artifact, settings)
     }
 
     /// Compiles and checks a plugin from its bytes (wasm or wat).
@@ -186,7 +197,7 @@ impl Plugin {
         bytes: &[u8],
         settings: PluginSettings,
     ) -> Result<Plugin, PluginError> {
-        let module = Module::new(rt.engine(), bytes).map_err(|e| PluginError::Compile {
+        let artifact = Artifact::compile(rt.engine(), bytes).map_err(|e| PluginError::Compile {
             name: name.into(),
             path: path.into(),
             message: format!("{e:#}"),
@@ -196,19 +207,25 @@ impl Plugin {
             size: bytes.len() as u64,
             sha256: super::cache::sha256_hex(bytes),
         };
-        Plugin::from_module(rt, name, file, module, settings)
+        Plugin::from_artifact(rt, name, file, artifact, settings)
     }
 
-    /// Checks a compiled module against the ABI and prepares it to run.
-    pub fn from_module(
+    /// Checks a compiled module against the ABI (or a component against
+    /// the world) and prepares it to run.
+    pub fn from_artifact(
         rt: &Runtime,
         name: &str,
         file: FileFacts<'_>,
-        module: Module,
+        artifact: Artifact,
         settings: PluginSettings,
     ) -> Result<Plugin, PluginError> {
-        let (guest, needs_wasi) = guest::executor(rt, &module).map_err(|e| match e {
+        let (guest, needs_wasi) = guest::executor(rt, &artifact).map_err(|e| match e {
             ExecutorError::Abi(problems) => PluginError::Abi {
+                name: name.into(),
+                path: file.path.into(),
+                problems,
+            },
+            ExecutorError::World(problems) => PluginError::World {
                 name: name.into(),
                 path: file.path.into(),
                 problems,
@@ -248,13 +265,14 @@ impl Plugin {
 
     /// A trial instantiation catches what only shows at run time: an
     /// initial memory over the cap, a start function or `_initialize` that
-    /// traps, loops or sleeps. Both run under the plugin's deadline (fuel
+    /// traps, loops or sleeps, a component's `configure` refusing the
+    /// config. Both run under the plugin's deadline (fuel
     /// and epoch in wasm, `Deadline` in host calls: issue 16), so a start
     /// function that sleeps fails the load as `timeout` instead of holding
     /// start-up or a reload.
     fn trial(&self) -> Result<(), PluginError> {
         let mut store: wasmtime::Store<HostState> = self.new_store(b"");
-        self.guest.trial(&mut store).map_err(|e| {
+        self.guest.trial(&mut store, &self.config_json).map_err(|e| {
             let f = failure::classify(&e, &self.failure_context(&store));
             instantiate_error(&self.name, &self.path, &wasmtime::Error::msg(f.to_string()))
         })

@@ -1,14 +1,22 @@
 //! Every language's conformance plugin (plugins/*/conformance*), built from
 //! source by plugins/build.sh, through the real daemon: emit, log, fail with
-//! a message, read config, and a deliberate trap.
+//! a message, read config, a deliberate trap, and (the languages of issue
+//! 14) a loop past the deadline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{read_ndjson, request, write_setup, Binary};
+use crate::harness::{read_ndjson, request, wait_until, write_setup, Binary};
 
-const LANGS: [&str; 5] = ["rust", "c", "zig", "assemblyscript", "command"];
+const LANGS: [&str; 7] = ["rust", "c", "zig", "assemblyscript", "command", "js", "python"];
+/// How long loading may take: a Python component's first compile is about
+/// 10 s alone, several times that on two cores shared with other tests.
+const LOAD_PATIENCE: Duration = Duration::from_secs(300);
+/// The languages whose conformance plugin loops forever on `conf.Timeout` (the
+/// others take it as any other name: ok).
+const LOOPING: [&str; 2] = ["js", "python"];
 
 fn built(lang: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,7 +65,12 @@ fn outcomes(report: &Value) -> Vec<(String, String, String)> {
 async fn every_language_passes_through_the_daemon() {
     let mut toml = String::new();
     for lang in LANGS {
-        toml += &format!("[plugin.conformance_{lang}]\nconfig = {{ lang = \"{lang}\", answer = 42, nested = {{ list = [1, 2] }} }}\n\n");
+        toml += &format!("[plugin.conformance_{lang}]\nconfig = {{ lang = \"{lang}\", answer = 42, nested = {{ list = [1, 2] }} }}\n");
+        if LOOPING.contains(&lang) {
+            // So that the deadline, not the fuel, ends the loop.
+            toml += "fuel = 1_000_000_000_000\n";
+        }
+        toml += "\n";
     }
     let handlers: Vec<String> = LANGS.iter().map(|l| format!("\"conformance_{l}\"")).collect();
     toml += &format!(
@@ -67,6 +80,20 @@ async fn every_language_passes_through_the_daemon() {
         handlers.join(", ")
     );
     let dir = write_setup("", &toml, &[]);
+    // A Python component is 18 MB and takes about 10 s to compile: larger
+    // load limits, and the compile cache in one folder every run shares
+    // (target/tmp), so that only the first run after a build compiles it.
+    let cfg = dir.path().join("router.toml");
+    let shared = Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-state");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[plugins]\n",
+        &format!(
+            "[state]\ndir = {:?}\n\n[plugins]\nmax_file_size = \"32MiB\"\ncompile_timeout = \"300s\"\n",
+            shared.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
     for lang in LANGS {
         std::fs::copy(
             built(lang),
@@ -74,8 +101,14 @@ async fn every_language_passes_through_the_daemon() {
         )
         .unwrap();
     }
-    let mut daemon = Binary::start(&dir.path().join("router.toml"));
+    // Bound early, then ready once the plugins are loaded: a first compile
+    // of the Python component may take longer than the harness's patience.
+    let mut daemon = Binary::start_early(&cfg);
     let addr = daemon.addr;
+    wait_until("the conformance plugins to load", LOAD_PATIENCE, async || {
+        request(addr, "GET", "/readyz", &[], Vec::new()).await.status == 200
+    })
+    .await;
 
     let names: Vec<String> = LANGS.iter().map(|l| format!("conformance_{l}")).collect();
     let all_ok: Vec<(String, String, String)> = names
@@ -101,6 +134,15 @@ async fn every_language_passes_through_the_daemon() {
         assert!(
             message.contains(&format!("conformance {lang} failed on purpose")),
             "{lang}: {message}"
+        );
+    }
+    let looped = post(addr, "conf.Timeout").await;
+    for ((plugin, outcome, message), lang) in outcomes(&looped).into_iter().zip(LANGS) {
+        let expected = if LOOPING.contains(&lang) { "timeout" } else { "ok" };
+        assert_eq!(
+            (plugin.as_str(), outcome.as_str()),
+            (format!("conformance_{lang}").as_str(), expected),
+            "{message}"
         );
     }
     let trap = post(addr, "conf.Trap").await;

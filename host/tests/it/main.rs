@@ -10,6 +10,7 @@ mod budgets;
 mod cli;
 mod client_cli;
 mod closed_stdout;
+mod components;
 mod config_errors;
 mod config_paths;
 mod conformance;

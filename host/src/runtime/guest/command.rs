@@ -47,7 +47,7 @@ impl Guest for Command {
         true
     }
 
-    fn trial(&self, store: &mut Store<HostState>) -> wasmtime::Result<()> {
+    fn trial(&self, store: &mut Store<HostState>, _config: &str) -> wasmtime::Result<()> {
         self.pre.instantiate(&mut *store).map(drop)
     }
 

@@ -73,7 +73,7 @@ impl Guest for Core {
         false
     }
 
-    fn trial(&self, store: &mut Store<HostState>) -> wasmtime::Result<()> {
+    fn trial(&self, store: &mut Store<HostState>, _config: &str) -> wasmtime::Result<()> {
         self.instantiate(store).map(drop)
     }
 

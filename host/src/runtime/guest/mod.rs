@@ -4,15 +4,16 @@
 //! instances, outcome classification) is in [`super::invoke`]; the host
 //! imports are in [`super::host`].
 //!
-//! Kinds today (ABI.md): [`core`], a module exporting `switchyard_handle`
-//! (the event passed in linear memory), and [`command`], a WASI program
-//! with `_start` (the event on stdin). A new kind (components, issue 14:
-//! `configure` and `handle` through the `switchyard:handler` world) is one
-//! module here implementing [`Guest`] and [`Instance`], plus one arm in
-//! [`PluginKind`] and in [`executor`] (or, for a component, where the
-//! compiled artifact tells a component from a module).
+//! Kinds today: [`core`], a module exporting `switchyard_handle` (the
+//! event passed in linear memory, ABI.md), [`command`], a WASI program with
+//! `_start` (the event on stdin, ABI.md), and [`component`], a WASI 0.2
+//! component of the `switchyard:handler` world (`configure` and `handle`,
+//! `plugin-sdk/wit/switchyard.wit`). A new kind is one module here
+//! implementing [`Guest`] and [`Instance`], plus one arm in [`PluginKind`]
+//! and in [`executor`].
 
 pub mod command;
+pub mod component;
 pub mod core;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use switchyard_sdk::abi;
 use wasmtime::{Module, Store};
 
+use super::artifact::Artifact;
 use super::host::{self, HostState};
 use super::Runtime;
 
@@ -31,6 +33,8 @@ pub enum PluginKind {
     Handler,
     /// A WASI program with `_start`: the event is its stdin.
     Command,
+    /// A component of the `switchyard:handler` world: the event is a record.
+    Component,
 }
 
 impl PluginKind {
@@ -38,6 +42,7 @@ impl PluginKind {
         match self {
             PluginKind::Handler => "handler",
             PluginKind::Command => "command",
+            PluginKind::Component => "component",
         }
     }
 }
@@ -60,8 +65,10 @@ pub trait Guest: Send + Sync {
 
     /// What every instance runs before its first event, alone: the trial
     /// instantiation at load (issue 16: start functions and initializers
-    /// under the deadline), without the plugin's config.
-    fn trial(&self, store: &mut Store<HostState>) -> wasmtime::Result<()>;
+    /// under the deadline). `config` is the plugin's config as JSON text,
+    /// for a kind whose config is part of its start (a component's
+    /// `configure`); a core module is tried without it.
+    fn trial(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<()>;
 
     /// Instantiates in `store` and readies the instance for events;
     /// `config` is the plugin's config as JSON text.
@@ -79,35 +86,41 @@ pub trait Instance: Send {
     fn memory_size(&self, store: &Store<HostState>) -> u64;
 }
 
-/// The executor for a compiled module: its kind told by its exports, its
+/// The executor for a compiled plugin: a component's is
+/// [`component::executor`]; a module's kind is told by its exports, its
 /// exports and imports checked against ABI v1 (every problem listed), and
-/// its imports resolved against the runtime's linker. `Err` lists the ABI
+/// its imports resolved against the runtime's linker. `Err` lists the
 /// problems; `Ok` also says whether instances need a WASI context.
-pub fn executor(rt: &Runtime, module: &Module) -> Result<(Arc<dyn Guest>, bool), ExecutorError> {
+pub fn executor(rt: &Runtime, artifact: &Artifact) -> Result<(Arc<dyn Guest>, bool), ExecutorError> {
+    let module = match artifact {
+        Artifact::Module(module) => module,
+        Artifact::Component(component) => return component::executor(rt, component),
+    };
     let mut problems = Vec::new();
     let has = |name: &str| module.get_export(name).is_some();
-    let kind = if has(abi::EXPORT_HANDLE) {
+    let is_command = if has(abi::EXPORT_HANDLE) {
         core::check_exports(module, &mut problems);
-        PluginKind::Handler
+        false
     } else if has(abi::EXPORT_START) {
         command::check_exports(module, &mut problems);
-        PluginKind::Command
+        true
     } else {
         problems.push(format!(
             "exports neither `{}` (a handler plugin) nor `{}` (a command plugin)",
             abi::EXPORT_HANDLE,
             abi::EXPORT_START
         ));
-        PluginKind::Handler
+        false
     };
     let needs_wasi = host::check_imports(module, &mut problems);
     if !problems.is_empty() {
         return Err(ExecutorError::Abi(problems));
     }
     let pre = rt.linker.instantiate_pre(module).map_err(ExecutorError::Link)?;
-    let guest: Arc<dyn Guest> = match kind {
-        PluginKind::Handler => Arc::new(core::Core::new(pre, module)),
-        PluginKind::Command => Arc::new(command::Command::new(pre)),
+    let guest: Arc<dyn Guest> = if is_command {
+        Arc::new(command::Command::new(pre))
+    } else {
+        Arc::new(core::Core::new(pre, module))
     };
     Ok((guest, needs_wasi))
 }
@@ -118,6 +131,10 @@ pub enum ExecutorError {
     /// What breaks ABI v1, every problem found.
     #[error("breaks ABI v1: {}", .0.join("; "))]
     Abi(Vec<String>),
+    /// What keeps a component from being a handler of the world, every
+    /// problem found.
+    #[error("does not target the world `{}`: {}", host::world::WORLD, .0.join("; "))]
+    World(Vec<String>),
     /// The linker could not resolve its imports.
     #[error("{0:#}")]
     Link(wasmtime::Error),

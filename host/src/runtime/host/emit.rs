@@ -80,38 +80,64 @@ pub struct EmitState {
     pub refused: Refused,
 }
 
+/// Why an emit was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over `max_emits` in this invocation.
+    TooMany,
+    /// Over `max_emit_bytes` in this invocation.
+    TooLarge,
+    /// Past the root event's cascade budget.
+    CascadeLimit,
+    /// Not a valid event: why.
+    Malformed(String),
+}
+
 impl HostState {
     /// Validates and keeps one emitted event; returns the ABI code.
     pub fn emit(&mut self, bytes: &[u8]) -> i32 {
+        match self.try_emit(bytes) {
+            Ok(()) => abi::emit::OK,
+            Err(Refusal::TooMany) => abi::emit::TOO_MANY,
+            Err(Refusal::TooLarge) => abi::emit::TOO_LARGE,
+            Err(Refusal::CascadeLimit) => abi::emit::CASCADE_LIMIT,
+            Err(Refusal::Malformed(_)) => abi::emit::MALFORMED,
+        }
+    }
+
+    /// Validates and keeps one emitted event (its JSON text), whatever the
+    /// kind of guest: the per-invocation limits, then the cascade budget,
+    /// then the event itself. Refusals other than the cascade's are logged.
+    pub fn try_emit(&mut self, bytes: &[u8]) -> Result<(), Refusal> {
         let (max_emits, max_bytes) = (self.limits.max_emits, self.limits.max_emit_bytes);
         let e = &mut self.emit;
         if e.events.len() as u64 >= u64::from(max_emits) {
             let why = format!("emit refused: over the limit of {max_emits} events per invocation");
             self.log(Level::Warn, why);
-            return abi::emit::TOO_MANY;
+            return Err(Refusal::TooMany);
         }
         let len = bytes.len() as u64;
         if e.bytes + len > max_bytes {
             let why = format!("emit refused: over the limit of {max_bytes} bytes per invocation");
             self.log(Level::Warn, why);
-            return abi::emit::TOO_LARGE;
+            return Err(Refusal::TooLarge);
         }
         if e.events.len() as u64 >= e.cascade.events || e.bytes + len > e.cascade.bytes {
             // Counted, not logged: the root's one `cascade_limit` letter
             // says how many and how large.
             e.refused.emits += 1;
             e.refused.bytes += len;
-            return abi::emit::CASCADE_LIMIT;
+            return Err(Refusal::CascadeLimit);
         }
         match parse_emit(bytes) {
             Ok(obj) => {
                 e.bytes += len;
                 e.events.push(obj);
-                abi::emit::OK
+                Ok(())
             }
             Err(why) => {
                 self.log(Level::Warn, format!("emit refused: {why}"));
-                abi::emit::MALFORMED
+                Err(Refusal::Malformed(why))
             }
         }
     }

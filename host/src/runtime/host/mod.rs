@@ -6,8 +6,10 @@
 //!   the daemon's log within [`log_limit`];
 //! - [`emit`]: `switchyard::emit`, validated events and the cascade budget;
 //! - [`fail`]: `switchyard::fail`, the message of a failed invocation;
-//! - [`wasi`]: WASI preview 1 with nothing granted (stdio captured, the
-//!   deadline-bounded [`poll`]).
+//! - [`wasi`]: WASI preview 1 and 0.2 with nothing granted (stdio
+//!   captured, the deadline-bounded [`poll`]);
+//! - [`world`]: the component world's `host` interface, through `log` and
+//!   `emit` above.
 //!
 //! [`CAPABILITIES`] lists them once: the linker is built from it and the
 //! load-time import check reads the same rows, so a guest is refused at load
@@ -22,6 +24,7 @@ pub mod log;
 pub mod log_limit;
 pub mod poll;
 pub mod wasi;
+pub mod world;
 
 use std::time::Instant;
 
@@ -65,6 +68,7 @@ impl HostState {
             memory_cap: MemoryCap {
                 cap: usize::try_from(limits.memory).unwrap_or(usize::MAX),
                 hit: None,
+                largest: 0,
             },
             limits,
             log: log::LogState::default(),
@@ -117,6 +121,16 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
             .with_context(|| format!("cannot link the switchyard {} import", c.name))?;
     }
     Ok(())
+}
+
+/// Links what a component may import: WASI 0.2 (with the
+/// deadline-bounded waits) and the world's `host` interface.
+pub fn add_to_component_linker(linker: &mut wasmtime::component::Linker<HostState>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    wasi::add_to_component_linker(linker)?;
+    world::add_to_linker(linker)
+        .map_err(anyhow::Error::from)
+        .context("cannot link the switchyard:handler world")
 }
 
 /// The `switchyard` imports alone (no WASI): for harnesses that call the

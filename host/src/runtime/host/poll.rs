@@ -20,14 +20,25 @@
 //!   `EBADF`, as wasmtime does for descriptors it cannot poll;
 //! - the call waits until the earliest subscription is ready and reports
 //!   every subscription ready by then.
+//!
+//! WASI 0.2 (components) waits in `wasi:io/poll`: `pollable.block` and
+//! `poll`. Their pollables are opaque futures (a clock, a stream), so
+//! [`add_to_component_linker`] shadows both with the same waits run under
+//! a timeout of the time left: a wait still pending at the deadline ends
+//! the invocation as `timeout` then.
 
 use std::time::{Duration, SystemTime};
 
 use switchyard_sdk::abi;
-use wasmtime::{Caller, Extern, Linker};
+use wasmtime::component::{Linker as ComponentLinker, Resource};
+use wasmtime::{Caller, Extern, Linker, StoreContextMut};
+use wasmtime_wasi::WasiView as _;
+use wasmtime_wasi_io::bindings::wasi::io::poll::{Host as PollHost, HostPollable};
+use wasmtime_wasi_io::poll::DynPollable;
 
 use super::wasi::MODULE as WASI_MODULE;
 use super::HostState;
+use crate::runtime::failure::DeadlinePassed;
 use crate::runtime::limits::Deadline;
 
 const SUBSCRIPTION_SIZE: usize = 48;
@@ -179,6 +190,52 @@ impl wasmtime_wasi::HostMonotonicClock for GuestClock {
     fn now(&self) -> u64 {
         u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
+}
+
+/// The WASI 0.2 interface whose waits are shadowed, as wasmtime-wasi
+/// names it in the linker (imports of older 0.2 versions resolve to it).
+const P2_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// Replaces wasmtime-wasi's `wasi:io/poll` waits in a component `linker`
+/// (added after WASI 0.2) with ones bounded by [`Deadline`].
+pub fn add_to_component_linker(linker: &mut ComponentLinker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(P2_POLL)?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |mut store: StoreContextMut<'_, HostState>, (pollable,): (Resource<DynPollable>,)| {
+            let deadline = store.data().deadline;
+            let table = store.data_mut().ctx().table;
+            within(deadline, "pollable.block", HostPollable::block(table, pollable))
+        },
+    )?;
+    poll.func_wrap(
+        "poll",
+        |mut store: StoreContextMut<'_, HostState>, (pollables,): (Vec<Resource<DynPollable>>,)| {
+            let deadline = store.data().deadline;
+            let table = store.data_mut().ctx().table;
+            within(deadline, "poll", PollHost::poll(table, pollables)).map(|ready| (ready,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Runs a WASI 0.2 wait, ending it as `timeout` if it is still pending at
+/// the deadline.
+fn within<R>(
+    deadline: Deadline,
+    what: &str,
+    wait: impl std::future::Future<Output = wasmtime::Result<R>>,
+) -> wasmtime::Result<R> {
+    let left = deadline.remaining();
+    wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(left, wait).await }).unwrap_or_else(|_| {
+        Err(DeadlinePassed(format!(
+            "wasi:io/poll {what} was still waiting at the deadline of {:?}",
+            deadline.timeout
+        ))
+        .into())
+    })
 }
 
 #[cfg(test)]

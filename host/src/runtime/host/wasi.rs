@@ -1,9 +1,12 @@
-//! WASI preview 1 with nothing granted (ABI.md, "WASI"): no preopened
+//! WASI preview 1 for core modules, and WASI 0.2 for components, from one
+//! context with nothing granted (ABI.md, "WASI"): no preopened
 //! directories, no environment (a command gets its config in one
 //! variable), no sockets; clocks and random work; stdout and stderr are
 //! captured in memory and become log lines (stdout lines that are JSON
-//! objects are a command's emits). `poll_oneoff` is replaced by the
-//! deadline-bounded one in [`super::poll`].
+//! objects are a command's emits). `poll_oneoff`, and WASI 0.2's
+//! `wasi:io/poll` waits, are replaced by the deadline-bounded ones in
+//! [`super::poll`]. WASI 0.2's sockets are linked but can reach nothing (the
+//! context's address check refuses every address, and name lookup is off).
 
 use std::time::Instant;
 
@@ -12,7 +15,7 @@ use switchyard_sdk::abi;
 use wasmtime::Linker;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::HostState;
 
@@ -118,4 +121,25 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     super::poll::add_to_linker(linker)
         .map_err(anyhow::Error::from)
         .context("cannot link the deadline-bounded poll_oneoff")
+}
+
+/// WASI 0.2 (components) reads the same context as preview 1.
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.wasi
+            .as_mut()
+            .expect("a WASI context is made for every component that imports WASI")
+            .ctx
+            .ctx()
+    }
+}
+
+/// Links WASI 0.2 into a component linker, then shadows its waits.
+pub fn add_to_component_linker(linker: &mut wasmtime::component::Linker<HostState>) -> anyhow::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)
+        .map_err(anyhow::Error::from)
+        .context("cannot link WASI 0.2")?;
+    super::poll::add_to_component_linker(linker)
+        .map_err(anyhow::Error::from)
+        .context("cannot link the deadline-bounded wasi:io/poll")
 }
