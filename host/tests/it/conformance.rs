@@ -1,14 +1,32 @@
 //! Every language's conformance plugin (plugins/*/conformance*), built from
 //! source by plugins/build.sh, through the real daemon: emit, log, fail with
-//! a message, read config, and a deliberate trap.
+//! a message, read config, a deliberate trap, and (for the languages in
+//! `TIMEOUT_LANGS`) a wait past the deadline.
 
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::harness::{read_ndjson, request, write_setup, Binary};
+use crate::harness::{read_ndjson, request, write_setup_with, Binary};
 
-const LANGS: [&str; 5] = ["rust", "c", "zig", "assemblyscript", "command"];
+const LANGS: [&str; 6] = ["rust", "c", "zig", "assemblyscript", "go", "command"];
+/// The languages whose conformance plugin answers `conf.Timeout` by
+/// waiting past its deadline; the others handle it as any other name.
+const TIMEOUT_LANGS: [&str; 1] = ["go"];
+
+/// `[plugins]` settings of the test's daemon. The Go plugin is a 4 MB
+/// module: the daemon under test is a debug build, whose compiler takes
+/// several seconds for it on shared cores, over the default limit of 10 s
+/// when the machine is busy.
+const PLUGINS_LINES: &str = "compile_timeout = \"120s\"\n";
+
+/// The daemon's `[state]` table: a folder under the target directory that
+/// every run shares, so its compiled-module cache spares later runs the
+/// compiles (the cache proves each entry before use).
+fn state_lines() -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("conformance-state");
+    format!("[state]\ndir = {:?}\n\n", dir.display().to_string())
+}
 
 fn built(lang: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -55,7 +73,7 @@ fn outcomes(report: &Value) -> Vec<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_passes_through_the_daemon() {
-    let mut toml = String::new();
+    let mut toml = state_lines();
     for lang in LANGS {
         toml += &format!("[plugin.conformance_{lang}]\nconfig = {{ lang = \"{lang}\", answer = 42, nested = {{ list = [1, 2] }} }}\n\n");
     }
@@ -66,7 +84,7 @@ async fn every_language_passes_through_the_daemon() {
          [sink.out]\ntype = \"file\"\npath = \"out.ndjson\"\n",
         handlers.join(", ")
     );
-    let dir = write_setup("", &toml, &[]);
+    let dir = write_setup_with("", PLUGINS_LINES, &toml, &[]);
     for lang in LANGS {
         std::fs::copy(
             built(lang),
@@ -101,6 +119,19 @@ async fn every_language_passes_through_the_daemon() {
         assert!(
             message.contains(&format!("conformance {lang} failed on purpose")),
             "{lang}: {message}"
+        );
+    }
+    let timeout = post(addr, "conf.Timeout").await;
+    for ((plugin, outcome, message), lang) in outcomes(&timeout).into_iter().zip(LANGS) {
+        let want = if TIMEOUT_LANGS.contains(&lang) {
+            "timeout"
+        } else {
+            "ok"
+        };
+        assert_eq!(
+            (plugin.as_str(), outcome.as_str()),
+            (format!("conformance_{lang}").as_str(), want),
+            "{message}"
         );
     }
     let trap = post(addr, "conf.Trap").await;

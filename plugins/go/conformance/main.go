@@ -1,0 +1,35 @@
+// Conformance plugin of the Go binding, for the host's test suite: it does
+// what the event's name asks (see plugins/README.md, "Conformance").
+package main
+
+import (
+	"errors"
+	"time"
+
+	sy "switchyard"
+)
+
+func init() { sy.Handle(handle) }
+
+// main is never called in a c-shared (reactor) build, but package main
+// needs one.
+func main() {}
+
+func handle(ev *sy.Event) error {
+	switch ev.Name {
+	case "conf.Emit":
+		return sy.Emit("conf.Emitted", map[string]string{"lang": "go", "from": ev.ID})
+	case "conf.Log":
+		sy.Log(sy.LevelInfo, "conformance go")
+	case "conf.Fail":
+		return errors.New("conformance go failed on purpose")
+	case "conf.Config":
+		return sy.Emit("conf.ConfigSeen", sy.Config())
+	case "conf.Trap":
+		sy.Trap()
+	case "conf.Timeout":
+		// Waits in the Go scheduler (poll_oneoff), far past any deadline.
+		time.Sleep(time.Hour)
+	}
+	return nil
+}
