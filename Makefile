@@ -15,3 +15,4 @@ run: plugins
 test: plugins
 	cargo test --workspace --locked
 	cargo test --manifest-path plugins/Cargo.toml --locked
+	plugins/build.sh --test go

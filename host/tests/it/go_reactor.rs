@@ -1,0 +1,93 @@
+//! What a Go reactor (plugins/go/conformance, built by plugins/build.sh
+//! with -buildmode=c-shared) needs from the runtime: its `_initialize` (Go's
+//! runtime start-up) runs under the plugin's fuel, its instances are kept
+//! and reused (its memory stays under half the cap), a panic is logged and
+//! traps. One compile serves every case: the module is 4 MB.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use switchyard::config::{Limits, LoadLimits, PluginSettings};
+use switchyard::event::Event;
+use switchyard::runtime::{FailureKind, Level, Plugin, Runtime, Warm};
+
+fn event(name: &str) -> Vec<u8> {
+    Event::from_input(serde_json::json!({"name": name, "data": {"n": 1}}), "http")
+        .unwrap()
+        .to_json()
+}
+
+fn settings(limits: Limits) -> PluginSettings {
+    PluginSettings {
+        limits,
+        config: serde_json::json!({}),
+    }
+}
+
+#[test]
+fn a_go_reactor_starts_under_its_budgets_is_reused_and_traps_on_panic() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/conformance_go.wasm");
+    assert!(
+        path.is_file(),
+        "{} is missing: plugins/build.sh go",
+        path.display()
+    );
+    let rt = Runtime::new(1).unwrap();
+    let load = LoadLimits {
+        compile_timeout: Duration::from_secs(300),
+        ..LoadLimits::default()
+    };
+    let p = Plugin::load(&rt, "conformance_go", &path, settings(Limits::default()), load).unwrap();
+
+    // A reused instance skips the start-up: Go's runtime init is most of
+    // the first call's fuel. Many calls later it is still the same cheap
+    // path (never replaced for its memory or a failure).
+    let mut warm = Warm::default();
+    let first = p.invoke_in(&mut warm, &event("conf.Other"));
+    assert!(first.outcome.is_ok(), "{:?}", first.outcome);
+    for _ in 0..300 {
+        let inv = p.invoke_in(&mut warm, &event("conf.Emit"));
+        assert!(inv.outcome.is_ok(), "{:?}", inv.outcome);
+        assert_eq!(inv.emitted.len(), 1);
+    }
+    let last = p.invoke_in(&mut warm, &event("conf.Other"));
+    assert!(
+        last.fuel_used * 5 < first.fuel_used,
+        "reused: {} fuel, first call (with _initialize): {}",
+        last.fuel_used,
+        first.fuel_used
+    );
+
+    // A panic: logged at error with its stack, then a trap; the next event
+    // gets a new instance (with the start-up again).
+    let panic = p.invoke_in(&mut warm, &event("conf.Panic"));
+    let failure = panic.outcome.unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Trap, "{failure}");
+    let line = panic
+        .logs
+        .iter()
+        .find(|l| l.level == Level::Error)
+        .expect("an error line");
+    assert!(
+        line.message
+            .starts_with("panic: conformance go panicked on purpose")
+            && line.message.contains("main.handle"),
+        "{}",
+        line.message
+    );
+    let after = p.invoke_in(&mut warm, &event("conf.Other"));
+    assert!(after.outcome.is_ok(), "{:?}", after.outcome);
+    assert!(
+        after.fuel_used > last.fuel_used * 5,
+        "a new instance after the trap"
+    );
+
+    // `_initialize` runs under the plugin's fuel, at load (the trial
+    // instance) as for every instance: too little fuel refuses the plugin.
+    let starved = Limits {
+        fuel: first.fuel_used / 4,
+        ..Limits::default()
+    };
+    let refused = p.with_settings(&rt, settings(starved)).err().expect("refused");
+    assert!(refused.to_string().contains("out_of_fuel"), "{refused}");
+}
