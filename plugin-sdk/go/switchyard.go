@@ -234,7 +234,7 @@ func runHandle(input []byte) int32 {
 		return 1
 	}
 	var ev Event
-	if err := json.Unmarshal(input, &ev); err != nil {
+	if err := decodeEvent(input, &ev); err != nil {
 		hostFail("malformed event JSON: " + err.Error())
 		return 1
 	}
