@@ -4,9 +4,9 @@
 //! decodes with its SDK and then ignores). For each language:
 //!
 //! - `first_load_ms`: compile, ABI checks and the trial instantiation of
-//!   `Plugin::load` (what a daemon does for a plugin it has not seen);
-//! - `cached_load_ms`: the same from a filled compile cache
-//!   (`CompileCache::module` then `Plugin::from_module`: a restart);
+//!   `Plugin::load` (what a daemon does for a plugin it has not seen; the
+//!   load from the compile cache is timed through the daemon by
+//!   `bench/languages.sh`);
 //! - per-call p50/p99 on a reused instance and on a fresh one (a fresh
 //!   instance also runs `_initialize`, for Go its runtime's start-up);
 //! - `rss_per_instance_kib`: the process's resident memory grown by
@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::config::{Instance, Limits, LoadLimits, PluginSettings};
 use switchyard::event::Event;
-use switchyard::runtime::cache::{sha256_hex, CompileCache};
-use switchyard::runtime::{FileFacts, Plugin, Runtime, Warm};
+use switchyard::runtime::{Plugin, Runtime, Warm};
 
 /// Languages measured when their plugin is built, Rust first (the baseline).
 const LANGS: [&str; 6] = ["rust", "go", "python", "js", "c", "zig"];
@@ -87,7 +86,7 @@ fn ms(d: Duration) -> f64 {
 
 fn measure(lang: &str, path: &Path, event: &[u8]) -> serde_json::Value {
     let name = format!("conformance_{lang}");
-    let bytes = std::fs::read(path).unwrap();
+    let bytes = std::fs::metadata(path).unwrap().len();
 
     let rt = Runtime::new(2).unwrap();
     let t = Instant::now();
@@ -95,19 +94,9 @@ fn measure(lang: &str, path: &Path, event: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let first_load = t.elapsed();
 
-    let cache_dir = tempfile::tempdir().unwrap();
-    let cache = CompileCache::new(cache_dir.path());
-    let sha256 = sha256_hex(&bytes);
-    cache.module(rt.engine(), &bytes, &sha256).unwrap();
-    let t = Instant::now();
-    let (module, _) = cache.module(rt.engine(), &bytes, &sha256).unwrap();
-    let file = FileFacts {
-        path,
-        size: bytes.len() as u64,
-        sha256,
-    };
-    let fresh = Plugin::from_module(&rt, &name, file, module, settings(Instance::Fresh)).unwrap();
-    let cached_load = t.elapsed();
+    let fresh = reused
+        .with_settings(&rt, settings(Instance::Fresh))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
 
     let mut warm = Warm::default();
     let first = reused.invoke_in(&mut warm, event);
@@ -131,8 +120,8 @@ fn measure(lang: &str, path: &Path, event: &[u8]) -> serde_json::Value {
     }
     let rss_per_instance = (rss_kib().saturating_sub(before)) / KEPT as u64;
 
-    serde_json::json!({"bench": "languages", "lang": lang, "plugin_bytes": bytes.len(),
-        "first_load_ms": ms(first_load), "cached_load_ms": ms(cached_load),
+    serde_json::json!({"bench": "languages", "lang": lang, "plugin_bytes": bytes,
+        "first_load_ms": ms(first_load),
         "reused_p50_us": reused_p50, "reused_p99_us": reused_p99,
         "fresh_p50_us": fresh_p50, "fresh_p99_us": fresh_p99,
         "rss_per_instance_kib": rss_per_instance,
