@@ -2,7 +2,7 @@
 //! with -buildmode=c-shared) needs from the runtime: its `_initialize` (Go's
 //! runtime start-up) runs under the plugin's fuel, its instances are kept
 //! and reused (its memory stays under half the cap), a panic is logged and
-//! traps. One compile serves every case: the module is 4 MB.
+//! traps, WASI grants it nothing. One compile serves every case: the module is 4 MB.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,7 +25,7 @@ fn settings(limits: Limits) -> PluginSettings {
 }
 
 #[test]
-fn a_go_reactor_starts_under_its_budgets_is_reused_and_traps_on_panic() {
+fn a_go_reactor_starts_under_its_fuel_is_reused_sees_nothing_granted_and_traps_on_panic() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/conformance_go.wasm");
     assert!(
         path.is_file(),
@@ -97,6 +97,21 @@ fn a_go_reactor_starts_under_its_budgets_is_reused_and_traps_on_panic() {
         "a new instance (with Go's start-up) after the trap: {:?}",
         after.elapsed
     );
+
+    // WASI is linked with nothing granted: no files (no preopens), no
+    // environment, the plugin's name as the only argument; what Go writes
+    // on stdout is an info line.
+    let sandbox = p.invoke_in(&mut warm, &event("conf.Sandbox"));
+    assert!(sandbox.outcome.is_ok(), "{:?}", sandbox.outcome);
+    let lines: Vec<&str> = sandbox.logs.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "open: open /etc/passwd: Bad file number; environ: 0; args: [\"conformance_go\"]",
+            "conformance go on stdout"
+        ]
+    );
+    assert!(sandbox.logs.iter().all(|l| l.level == Level::Info));
 
     // `_initialize` runs under the plugin's fuel, at load (the trial
     // instance) as for every instance: too little fuel refuses the plugin.

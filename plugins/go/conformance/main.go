@@ -4,6 +4,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"time"
 
 	sy "switchyard"
@@ -31,6 +33,12 @@ func handle(ev *sy.Event) error {
 		// The SDK logs it with its stack, sets it as the failure message,
 		// and traps.
 		panic("conformance go panicked on purpose")
+	case "conf.Sandbox":
+		// What WASI grants a Go plugin: no files, no environment, its
+		// name as the only argument; stdout becomes log lines.
+		_, err := os.Open("/etc/passwd")
+		sy.Logf(sy.LevelInfo, "open: %v; environ: %d; args: %q", err, len(os.Environ()), os.Args)
+		fmt.Println("conformance go on stdout")
 	case "conf.Timeout":
 		// Waits in the Go scheduler (poll_oneoff), far past any deadline.
 		time.Sleep(time.Hour)
