@@ -93,7 +93,8 @@ pub fn write_setup(server: &str, toml: &str, plugins: &[(&str, String)]) -> Temp
     write_setup_with(server, "", toml, plugins)
 }
 
-/// [`write_setup`] with `plugins_lines` added to `[plugins]` too.
+/// [`write_setup`] with `plugins_lines` (each ending in a newline) added to
+/// `[plugins]`.
 pub fn write_setup_with(
     server: &str,
     plugins_lines: &str,
@@ -106,7 +107,7 @@ pub fn write_setup_with(
         std::fs::write(dir.path().join("plugins").join(format!("{name}.wat")), wat).unwrap();
     }
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n[plugins]\ndir = \"plugins\"\n{plugins_lines}\n\n[dead_letter]\npath = \"dead.ndjson\"\n\n{toml}"
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n[plugins]\ndir = \"plugins\"\n{plugins_lines}\n[dead_letter]\npath = \"dead.ndjson\"\n\n{toml}"
     );
     std::fs::write(dir.path().join("router.toml"), config).unwrap();
     dir
