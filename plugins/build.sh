@@ -187,9 +187,10 @@ build_go() {
         # A reactor (c-shared): exports _initialize and the SDK's ABI
         # exports, never runs main. GOTOOLCHAIN=local: never fetch another
         # Go; GOFLAGS=-mod=mod and GOPROXY=off: the SDK is a local replace,
-        # nothing is downloaded.
+        # nothing is downloaded. -buildid= makes the same sources give the
+        # same bytes, so a rebuild keeps the daemon's compile cache valid.
         (cd "$here/go" && GOTOOLCHAIN=local GOOS=wasip1 GOARCH=wasm GOPROXY=off GOWORK=off \
-            GOFLAGS=-mod=mod "$go_cmd" build -buildmode=c-shared -ldflags='-s -w' -trimpath \
+            GOFLAGS=-mod=mod "$go_cmd" build -buildmode=c-shared -ldflags='-s -w -buildid=' -trimpath \
             -o "$dist/$name.wasm" "./$(basename "$dir")")
         built "$name"
     done

@@ -21,7 +21,7 @@
 // Build:
 //
 //	GOTOOLCHAIN=local GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared \
-//	    -ldflags='-s -w' -trimpath -o plugin.wasm .
+//	    -ldflags='-s -w -buildid=' -trimpath -o plugin.wasm .
 //
 // The package exports the ABI's switchyard_alloc, switchyard_init and
 // switchyard_handle; Go adds _initialize (the runtime and the init
