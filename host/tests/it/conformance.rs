@@ -1,7 +1,7 @@
 //! Every language's conformance plugin (plugins/*/conformance*), built from
 //! source by plugins/build.sh, through the real daemon: emit, log, fail with
 //! a message, read config, a deliberate trap, and (the languages of issue
-//! 14) a loop past the deadline.
+//! 14) a loop or a wait past the deadline.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,13 +10,14 @@ use serde_json::{json, Value};
 
 use crate::harness::{read_ndjson, request, wait_until, write_setup, Binary};
 
-const LANGS: [&str; 7] = ["rust", "c", "zig", "assemblyscript", "command", "js", "python"];
+const LANGS: [&str; 8] = ["rust", "c", "zig", "assemblyscript", "go", "command", "js", "python"];
 /// How long loading may take: a Python component's first compile is about
 /// 10 s alone, several times that on two cores shared with other tests.
 const LOAD_PATIENCE: Duration = Duration::from_secs(300);
-/// The languages whose conformance plugin loops forever on `conf.Timeout` (the
-/// others take it as any other name: ok).
-const LOOPING: [&str; 2] = ["js", "python"];
+/// The languages whose conformance plugin loops (js, python) or waits (go)
+/// past its deadline on `conf.Timeout` (the others take it as any other
+/// name: ok).
+const LOOPING: [&str; 3] = ["go", "js", "python"];
 
 fn built(lang: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

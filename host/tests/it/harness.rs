@@ -115,13 +115,24 @@ pub struct TestDaemon {
 /// Writes `router.toml` (with `[server] listen = "127.0.0.1:0"` and `server`
 /// lines added) and `plugins/<name>.wat` into a fresh folder.
 pub fn write_setup(server: &str, toml: &str, plugins: &[(&str, String)]) -> TempDir {
+    write_setup_with(server, "", toml, plugins)
+}
+
+/// [`write_setup`] with `plugins_lines` (each ending in a newline) added to
+/// `[plugins]`.
+pub fn write_setup_with(
+    server: &str,
+    plugins_lines: &str,
+    toml: &str,
+    plugins: &[(&str, String)],
+) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("plugins")).unwrap();
     for (name, wat) in plugins {
         std::fs::write(dir.path().join("plugins").join(format!("{name}.wat")), wat).unwrap();
     }
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n[plugins]\ndir = \"plugins\"\n\n[dead_letter]\npath = \"dead.ndjson\"\n\n{toml}"
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n[plugins]\ndir = \"plugins\"\n{plugins_lines}\n[dead_letter]\npath = \"dead.ndjson\"\n\n{toml}"
     );
     std::fs::write(dir.path().join("router.toml"), config).unwrap();
     dir

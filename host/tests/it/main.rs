@@ -17,6 +17,7 @@ mod conformance;
 mod failures;
 mod faults;
 mod fsync_faults;
+mod go_reactor;
 mod harness;
 mod http_ingest;
 mod ingest_edges;
