@@ -10,7 +10,16 @@ use serde_json::{json, Value};
 
 use crate::harness::{read_ndjson, request, wait_until, write_setup, Binary};
 
-const LANGS: [&str; 8] = ["rust", "c", "zig", "assemblyscript", "go", "command", "js", "python"];
+const LANGS: [&str; 8] = [
+    "rust",
+    "c",
+    "zig",
+    "assemblyscript",
+    "go",
+    "command",
+    "js",
+    "python",
+];
 /// How long loading may take: a Python component's first compile is about
 /// 10 s alone, several times that on two cores shared with other tests.
 const LOAD_PATIENCE: Duration = Duration::from_secs(300);

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::config::{Instance, Limits, PluginSettings};
-use crate::runtime::{FailureKind, Level, Plugin, PluginError, PluginKind, Runtime, Warm};
+use crate::runtime::guest::PluginKind;
+use crate::runtime::plugin::PluginError;
+use crate::runtime::{FailureKind, Level, Plugin, Runtime, Warm};
 
 /// A handler of the world, with a libc module (memory and `cabi_realloc`)
 /// and a main module importing it. What `handle` does is told by the
