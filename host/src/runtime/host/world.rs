@@ -20,8 +20,8 @@ wasmtime::component::bindgen!({
     world: "handler",
 });
 
-pub use switchyard::handler::types::{EmitError, NewEvent};
-use switchyard::handler::{host, types};
+pub use self::switchyard::handler::types::{EmitError, NewEvent};
+use self::switchyard::handler::{host, types};
 
 /// The world's package, as messages name it.
 pub const WORLD: &str = "switchyard:handler/handler@1.0.0";
