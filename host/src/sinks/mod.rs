@@ -253,7 +253,10 @@ mod tests {
                 } else {
                     "503 Service Unavailable"
                 };
-                let _ = write!(conn, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
             }
         });
         (url, rx)
