@@ -201,6 +201,12 @@ fn commit(inner: &Inner, active: &mut Active, mut batches: Vec<Batch>, group: &m
             }
             group
         };
+        #[cfg(test)]
+        if inner.fail_writes.load(Relaxed) > 0 {
+            inner.fail_writes.fetch_sub(1, Relaxed);
+            active.file.write_all_at(&buf[..buf.len() / 2], active.len)?;
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
         active.file.write_all_at(buf, active.len)?;
         if sync_each(&inner.cfg) {
             Stats::add(&inner.stats.queue_fsyncs, 1);

@@ -52,6 +52,9 @@ use crate::telemetry::Stats;
 
 pub use recover::OpenError;
 
+#[cfg(test)]
+mod tests;
+
 /// The largest segment file; smaller with a small `max_bytes`, so that
 /// whole segments can be dropped well before the limit is reached.
 const MAX_SEGMENT: u64 = 16 << 20;
@@ -143,6 +146,10 @@ struct Inner {
     /// Submits waiting for `max_bytes` room.
     room: Notify,
     inflight: inflight::Inflight,
+    /// Unit tests: group commits that write half their bytes, then fail
+    /// with ENOSPC (a full disk without a filesystem to fill).
+    #[cfg(test)]
+    fail_writes: std::sync::atomic::AtomicU32,
 }
 
 /// The disk queue: a [`Submitter`] and a [`Queue`] over segment files.
@@ -196,6 +203,8 @@ impl DiskQueue {
             acker: Condvar::new(),
             room: Notify::new(),
             inflight: recovered.inflight,
+            #[cfg(test)]
+            fail_writes: std::sync::atomic::AtomicU32::new(0),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
