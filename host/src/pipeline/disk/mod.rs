@@ -156,6 +156,8 @@ struct Inner {
 pub struct DiskQueue {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The folder's lock, released by [`DiskQueue::finish`].
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl DiskQueue {
@@ -176,6 +178,7 @@ impl DiskQueue {
         settle: Settle,
     ) -> Result<DiskQueue, OpenError> {
         let recovered = recover::recover(dir, workers, &dead_letters, &stats)?;
+        let lock = Mutex::new(Some(recovered.lock));
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             seg_size: (cfg.max_bytes / 8).clamp(16 << 10, MAX_SEGMENT),
@@ -230,6 +233,7 @@ impl DiskQueue {
         let queue = DiskQueue {
             inner,
             threads: Mutex::new(threads),
+            lock,
         };
         started.map_err(|e| OpenError::Io {
             path: dir.to_path_buf(),
@@ -249,6 +253,7 @@ impl DiskQueue {
                 tracing::error!("a disk queue thread panicked");
             }
         }
+        lock(&self.lock).take();
     }
 
     fn stop(&self) {

@@ -50,8 +50,16 @@ impl Fixture {
             settles.fetch_add(1, Relaxed);
             dl.flush().and_then(|()| dl.sync()).unwrap();
         });
-        DiskQueue::open(&self.queue_dir(), cfg, capacity, 2, self.dead_letters.clone(), self.stats.clone(), settle)
-            .unwrap()
+        DiskQueue::open(
+            &self.queue_dir(),
+            cfg,
+            capacity,
+            2,
+            self.dead_letters.clone(),
+            self.stats.clone(),
+            settle,
+        )
+        .unwrap()
     }
 
     fn open(&self) -> DiskQueue {
@@ -104,7 +112,9 @@ fn take(q: &DiskQueue, n: usize) -> Vec<Delivery<Token>> {
     while got.len() < n {
         match q.try_recv() {
             Ok(d) => got.push(d),
-            Err(NoDelivery::Empty) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Err(NoDelivery::Empty) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
             Err(e) => panic!("{e:?} after {} of {n} deliveries", got.len()),
         }
     }
@@ -116,7 +126,8 @@ fn names(ds: &[Delivery<Token>]) -> Vec<String> {
 }
 
 fn ack(q: &DiskQueue, ds: Vec<Delivery<Token>>) {
-    let mut done: Vec<(Token, EventReport)> = ds.into_iter().map(|d| (d.token, EventReport::bare())).collect();
+    let mut done: Vec<(Token, EventReport)> =
+        ds.into_iter().map(|d| (d.token, EventReport::bare())).collect();
     q.handled(&mut done);
 }
 
@@ -141,7 +152,10 @@ fn concurrent_submits_share_fsyncs() {
         rt.block_on(t).unwrap().unwrap();
     }
     let fsyncs = f.stats.queue_fsyncs.load(Relaxed);
-    assert!((1..=32).contains(&fsyncs), "64 concurrent submits took {fsyncs} fsyncs");
+    assert!(
+        (1..=32).contains(&fsyncs),
+        "64 concurrent submits took {fsyncs} fsyncs"
+    );
     assert_eq!(take(&q, 64).len(), 64);
     assert_eq!(q.depth(), 64);
 }
@@ -185,7 +199,9 @@ fn redelivery_after_a_restart_is_in_order_of_acceptance() {
     q.finish();
     let q = f.open();
     let names = names(&take(&q, 12));
-    let want: Vec<String> = (0..4).flat_map(|b| (0..3).map(move |i| format!("t.r{b}.{i}"))).collect();
+    let want: Vec<String> = (0..4)
+        .flat_map(|b| (0..3).map(move |i| format!("t.r{b}.{i}")))
+        .collect();
     assert_eq!(names, want);
 }
 
@@ -240,8 +256,15 @@ fn a_torn_last_record_is_ignored_and_truncated() {
     assert_eq!(names(&take(&q, 2)), ["t.t0", "t.t1"]);
     nothing_more(&q);
     assert_eq!(f.stats.queue_torn_records.load(Relaxed), 1);
-    assert_eq!(std::fs::read(&seg).unwrap(), whole, "the torn bytes are truncated away");
-    assert!(f.letters().is_empty(), "a torn record was never accepted: no letter");
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        whole,
+        "the torn bytes are truncated away"
+    );
+    assert!(
+        f.letters().is_empty(),
+        "a torn record was never accepted: no letter"
+    );
 }
 
 #[test]
@@ -281,7 +304,11 @@ fn a_corrupt_middle_record_is_dead_lettered_with_its_bytes_and_reading_goes_on()
 /// A 1 KiB event.
 fn big(i: usize) -> Event {
     let pad = "x".repeat(1000);
-    Event::from_input(serde_json::json!({"name": format!("t.big{i}"), "data": {"pad": pad}}), "test").unwrap()
+    Event::from_input(
+        serde_json::json!({"name": format!("t.big{i}"), "data": {"pad": pad}}),
+        "test",
+    )
+    .unwrap()
 }
 
 #[test]
@@ -320,7 +347,10 @@ fn a_failed_write_is_refused_undone_and_the_next_submit_succeeds() {
     submit(&q, events("ok", 1)).unwrap();
     q.inner.fail_writes.store(1, Relaxed);
     let err = submit(&q, events("lost", 3)).unwrap_err();
-    assert!(matches!(err, SubmitError::Unavailable { ref reason } if reason.contains("No space")), "{err:?}");
+    assert!(
+        matches!(err, SubmitError::Unavailable { ref reason } if reason.contains("No space")),
+        "{err:?}"
+    );
     assert_eq!(f.stats.queue_write_errors.load(Relaxed), 1);
     submit(&q, events("again", 1)).unwrap();
     assert_eq!(names(&take(&q, 2)), ["t.ok0", "t.again0"]);
@@ -340,9 +370,14 @@ fn the_window_spills_to_disk_and_reads_back_in_order() {
     let rt = rt();
     let mut waits = Vec::new();
     for b in 0..10 {
-        let receipt = rt.block_on(q.try_submit(events(&format!("w{b}."), 5), Ack::Handled)).unwrap();
+        let receipt = rt
+            .block_on(q.try_submit(events(&format!("w{b}."), 5), Ack::Handled))
+            .unwrap();
         waits.extend(receipt.handled);
-        assert!(lock(&q.inner.window).items.len() <= 4, "the window holds at most its capacity");
+        assert!(
+            lock(&q.inner.window).items.len() <= 4,
+            "the window holds at most its capacity"
+        );
     }
     let mut got = Vec::new();
     while got.len() < 50 {
@@ -351,7 +386,9 @@ fn the_window_spills_to_disk_and_reads_back_in_order() {
         got.extend(names(&ds));
         ack(&q, ds);
     }
-    let want: Vec<String> = (0..10).flat_map(|b| (0..5).map(move |i| format!("t.w{b}.{i}"))).collect();
+    let want: Vec<String> = (0..10)
+        .flat_map(|b| (0..5).map(move |i| format!("t.w{b}.{i}")))
+        .collect();
     assert_eq!(got, want);
     // Waiters of events read back from disk are told too.
     for w in waits {
@@ -359,4 +396,27 @@ fn the_window_spills_to_disk_and_reads_back_in_order() {
             .expect("told")
             .expect("handled");
     }
+}
+
+#[test]
+fn one_daemon_per_queue_folder() {
+    let f = Fixture::new();
+    let q = f.open();
+    let settle: Settle = Arc::new(|| {});
+    let second = DiskQueue::open(
+        &f.queue_dir(),
+        config(1 << 30, 5),
+        10,
+        1,
+        f.dead_letters.clone(),
+        f.stats.clone(),
+        settle,
+    );
+    assert!(
+        matches!(second, Err(OpenError::Locked { .. })),
+        "a second open must be refused"
+    );
+    q.finish();
+    // Finishing releases the folder.
+    drop(f.open());
 }
