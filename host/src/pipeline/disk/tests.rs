@@ -455,3 +455,30 @@ fn interval_sync_answers_before_the_fsync_and_fsyncs_on_the_timer() {
         "nothing unacked is left"
     );
 }
+
+#[test]
+fn a_fully_acked_active_segment_makes_room_for_a_large_batch() {
+    let f = Fixture::new();
+    // 16 KiB segments: 10 KiB stay in the active segment.
+    let q = f.open_with(config(64 << 10, 5), 1000);
+    submit(&q, (0..10).map(big).collect()).unwrap();
+    ack(&q, take(&q, 10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // 55 KiB more fit only once the acked 10 KiB count as free.
+    loop {
+        match submit(&q, (100..155).map(big).collect()) {
+            Ok(_) => break,
+            Err(SubmitError::Backlog { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(take(&q, 55).len(), 55);
+    // The old segment went once rolled away from.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while f.segments().len() > 1 {
+        assert!(Instant::now() < deadline, "{:?}", f.segments());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
