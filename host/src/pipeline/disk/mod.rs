@@ -91,7 +91,7 @@ struct Window {
     /// The end of what the committer wrote (and fsynced, with `batch`).
     committed: Pos,
     /// Who waits for a spilled event (`Ack::Handled`, `Ack::Report`).
-    waiters: HashMap<u64, (bool, Option<Notifier>)>,
+    waiters: HashMap<u64, (bool, Notifier)>,
     /// Admission ended and every accepted batch is written: once `items`
     /// and the spill are empty, workers stop.
     input_done: bool,
