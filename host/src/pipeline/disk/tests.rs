@@ -48,8 +48,7 @@ impl Fixture {
         let (settles, dl) = (self.settles.clone(), self.dead_letters.clone());
         let settle: Settle = Arc::new(move || {
             settles.fetch_add(1, Relaxed);
-            dl.flush().and_then(|()| dl.sync()).unwrap();
-            true
+            dl.flush().and_then(|()| dl.sync()).map(|()| true).unwrap()
         });
         DiskQueue::open(
             &self.queue_dir(),
