@@ -5,9 +5,10 @@
 //! [`super::marks`]) so that a second replay does not send it again.
 //!
 //! `--kind` takes the names of [`DeadLetterKind`], the one list of kinds.
-//! A `bad_line` letter carries a tailed line that was not an event, not an
-//! event: it is listed, and a replay leaves it out (there is nothing to
-//! send).
+//! Two kinds carry no event: a `bad_line` letter carries a tailed line that
+//! was not an event, a `corrupt_record` letter the bytes (base64) of a disk
+//! queue record that failed its checksum (issue 12). Both are listed, and a
+//! replay leaves them out (there is no event to send).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -89,15 +90,16 @@ impl Letter {
         self.value.get("kind")?.as_str()?.parse().ok()
     }
 
-    /// The event the letter carries (every kind but `bad_line` carries one).
+    /// The event the letter carries (every kind but `bad_line` and
+    /// `corrupt_record` carries one).
     pub fn event(&self) -> Option<&Value> {
         self.value.get("event").filter(|e| e.is_object())
     }
 }
 
 /// Every complete line of the log (a line still being written is left
-/// out): letters with an event, and `bad_line` letters; other lines are
-/// reported and skipped.
+/// out): letters with an event, and the kinds that carry none (`bad_line`,
+/// `corrupt_record`); other lines are reported and skipped.
 pub fn read_letters(path: &Path) -> anyhow::Result<Vec<Letter>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -117,8 +119,7 @@ pub fn read_letters(path: &Path) -> anyhow::Result<Vec<Letter>> {
         }
         match serde_json::from_slice::<Value>(line) {
             Ok(v)
-                if v.get("event").is_some_and(Value::is_object)
-                    || v["kind"] == DeadLetterKind::BadLine.as_str() =>
+                if v.get("event").is_some_and(Value::is_object) || carries_no_event(&v) =>
             {
                 out.push(Letter {
                     line: number,
@@ -127,13 +128,20 @@ pub fn read_letters(path: &Path) -> anyhow::Result<Vec<Letter>> {
                 })
             }
             Ok(_) => eprintln!(
-                "{}:{number}: not a dead letter (no \"event\" object, not a bad_line letter); skipped",
+                "{}:{number}: not a dead letter (no \"event\" object, not a bad_line or corrupt_record letter); skipped",
                 path.display()
             ),
             Err(e) => eprintln!("{}:{number}: not JSON ({e}); skipped", path.display()),
         }
     }
     Ok(out)
+}
+
+/// Whether `v` is a letter of a kind that carries no event.
+fn carries_no_event(v: &Value) -> bool {
+    [DeadLetterKind::BadLine, DeadLetterKind::CorruptRecord]
+        .iter()
+        .any(|k| v["kind"] == k.as_str())
 }
 
 impl Filter {
@@ -194,7 +202,9 @@ fn list(filter: &Filter, as_json: bool) -> anyhow::Result<ExitCode> {
 
 /// `line 3  2026-…Z  handler_error  plugin=x route=y  deals.DealClick 01J…  message`,
 /// or for a line of a tailed file that was not an event
-/// `line 4  2026-…Z  bad_line  file=/var/log/app.log offset=120  unparsable  message`.
+/// `line 4  2026-…Z  bad_line  file=/var/log/app.log offset=120  unparsable  message`,
+/// or for a damaged disk queue record
+/// `line 5  2026-…Z  corrupt_record  segment=… offset=4096 len=310  -  message`.
 fn describe(l: &Letter, replayed: bool) -> String {
     let field = |v: &Value, k: &str| match v.get(k) {
         Some(Value::String(x)) => Some(x.clone()),
@@ -208,6 +218,9 @@ fn describe(l: &Letter, replayed: bool) -> String {
             ["plugin", "sink", "route"],
             format!("{} {}", s(e, "name"), s(e, "id")),
         ),
+        None if v["kind"] == DeadLetterKind::CorruptRecord.as_str() => {
+            (["segment", "offset", "len"], s(v, "reason"))
+        }
         None => (["file", "offset", "len"], s(v, "reason")),
     };
     let who: Vec<String> = keys
@@ -241,7 +254,7 @@ fn replay(filter: &Filter, url: Option<String>, batch: usize, dry_run: bool) -> 
         .partition(|l| l.event().is_some());
     if !lines.is_empty() {
         eprintln!(
-            "{} bad_line letter(s) left out: a line that was not an event cannot be replayed",
+            "{} letter(s) without an event left out: a bad_line (a line that was not an event) or a corrupt_record (a damaged queue record; its bytes are in record_base64) cannot be replayed",
             lines.len()
         );
     }
@@ -363,15 +376,16 @@ mod tests {
         let a = r#"{"event":{"id":"1","name":"a.A"},"kind":"trap","plugin":"p"}"#;
         let b = r#"{"event":{"id":"2","name":"a.B"},"kind":"timeout","plugin":"q"}"#;
         let c = r#"{"time":"t","kind":"bad_line","reason":"unparsable","message":"not JSON","source":"tail:/l/a.log","file":"/l/a.log","offset":7,"len":3,"line":"{x}"}"#;
+        let d = r#"{"time":"t","kind":"corrupt_record","message":"checksum mismatch","segment":"00000000000000000001.seg","offset":4096,"len":310,"record_base64":"AAAA"}"#;
         std::fs::write(
             &p,
-            format!("{a}\nnot json\n{{\"kind\":\"trap\"}}\n{b}\n{c}\n{{\"event\":{{\"id\":\"3\""),
+            format!("{a}\nnot json\n{{\"kind\":\"trap\"}}\n{b}\n{c}\n{d}\n{{\"event\":{{\"id\":\"3\""),
         )
         .unwrap();
         let letters = read_letters(&p).unwrap();
         assert_eq!(
             letters.len(),
-            3,
+            4,
             "the bad lines and the unfinished last line are left out"
         );
         assert_eq!((letters[0].line, letters[0].mark.offset), (1, 0));
@@ -388,24 +402,29 @@ mod tests {
             [
                 Some(DeadLetterKind::Failure(crate::runtime::FailureKind::Trap)),
                 Some(DeadLetterKind::Failure(crate::runtime::FailureKind::Timeout)),
-                Some(DeadLetterKind::BadLine)
+                Some(DeadLetterKind::BadLine),
+                Some(DeadLetterKind::CorruptRecord)
             ]
         );
-        assert!(letters[2].event().is_none());
+        assert!(letters[2].event().is_none() && letters[3].event().is_none());
         let filter = |plugin: Option<&str>, kind: Option<DeadLetterKind>| Filter {
             config: "x".into(),
             plugin: plugin.map(str::to_string),
             kind,
         };
         let picked = |f: Filter| letters.iter().map(|l| f.matches(l)).collect::<Vec<_>>();
-        assert_eq!(picked(filter(Some("q"), None)), [false, true, false]);
+        assert_eq!(picked(filter(Some("q"), None)), [false, true, false, false]);
         assert_eq!(
             picked(filter(None, Some("trap".parse().unwrap()))),
-            [true, false, false]
+            [true, false, false, false]
         );
         assert_eq!(
             picked(filter(None, Some(DeadLetterKind::BadLine))),
-            [false, false, true]
+            [false, false, true, false]
+        );
+        assert_eq!(
+            describe(&letters[3], false),
+            "line 6\tt\tcorrupt_record\tsegment=00000000000000000001.seg offset=4096 len=310\t-\tchecksum mismatch"
         );
         assert_eq!(
             describe(&letters[2], false),

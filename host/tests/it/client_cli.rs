@@ -384,7 +384,7 @@ async fn dead_letter_list_shows_bad_lines_and_kind_takes_every_kind() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr)
-            .contains("1 bad_line letter(s) left out: a line that was not an event cannot be replayed")
+            .contains("1 letter(s) without an event left out: a bad_line (a line that was not an event)")
             && text(&o.stderr).contains("nothing to replay"),
         "{}",
         text(&o.stderr)
