@@ -82,7 +82,7 @@ pub(super) async fn accept(state: &AppState, events: Vec<Event>, wait: bool) -> 
             log_unavailable(&e, len, &state.stats);
             return retry_later(&e, UNAVAILABLE_RETRY_AFTER);
         }
-        Err(e @ SubmitError::TooLarge { .. }) => {
+        Err(e @ (SubmitError::TooLarge { .. } | SubmitError::BatchTooLarge { .. })) => {
             return error_response(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
         }
         Err(e @ SubmitError::Closed) => {

@@ -41,6 +41,13 @@ pub enum SubmitError {
     TooLarge { len: usize, capacity: usize },
     #[error("the daemon is shutting down")]
     Closed,
+    /// A batch whose records take more than the whole disk queue
+    /// (`[queue] max_bytes`): it can never fit, so both submits refuse it at
+    /// once (HTTP: 413, like [`SubmitError::TooLarge`]).
+    #[error(
+        "a batch of {bytes} bytes is larger than the whole disk queue ([queue] max_bytes = {max_bytes}); send smaller batches"
+    )]
+    BatchTooLarge { bytes: u64, max_bytes: u64 },
     /// The disk queue holds `max_bytes` of segments (`[queue] max_bytes`):
     /// like `Full`, [`Submitter::submit`] waits for room and
     /// [`Submitter::try_submit`] refuses.

@@ -290,7 +290,10 @@ impl DiskQueue {
         let max_bytes = self.inner.cfg.max_bytes;
         if batch.buf.len() as u64 > max_bytes {
             // It can never fit: waiting would be forever.
-            return Err(SubmitError::Backlog { max_bytes });
+            return Err(SubmitError::BatchTooLarge {
+                bytes: batch.buf.len() as u64,
+                max_bytes,
+            });
         }
         let reply = loop {
             match log::enqueue(&self.inner, batch) {
@@ -393,7 +396,9 @@ impl Queue for DiskQueue {
         i.depth.fetch_sub(done.len(), Relaxed);
         {
             let mut acks = lock(&i.acks);
-            acks.extend(done.iter().map(|(t, _)| t.seq));
+            // An event whose dead letter may be unwritten stays: it is
+            // delivered again after a restart rather than lost.
+            acks.extend(done.iter().filter(|(_, r)| !r.unwritten).map(|(t, _)| t.seq));
         }
         i.acker.notify_one();
         for (token, report) in done.drain(..) {

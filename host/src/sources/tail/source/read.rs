@@ -294,9 +294,11 @@ impl Tail {
                     return Ok(Submitted::Unavailable(reason))
                 }
                 // From a submit that waits for room: room enough never comes.
-                Poll::Ready(Err(e @ (SubmitError::Backlog { .. } | SubmitError::TooLarge { .. }))) => {
-                    return Ok(Submitted::TooBig(e.to_string()))
-                }
+                Poll::Ready(Err(
+                    e @ (SubmitError::Backlog { .. }
+                    | SubmitError::TooLarge { .. }
+                    | SubmitError::BatchTooLarge { .. }),
+                )) => return Ok(Submitted::TooBig(e.to_string())),
                 Poll::Ready(Err(SubmitError::Closed)) => return Err(Halt::Stop),
                 Poll::Ready(Err(e)) => {
                     tracing::error!(source = %self.cfg.path.display(), error = %e, "cannot submit");
