@@ -69,7 +69,7 @@ impl Binary {
     /// be refused: waits up to `within` for it to exit by itself (killing
     /// it and failing otherwise) and returns its exit status and log.
     pub async fn refused(cwd: &Path, config: &Path, within: Duration) -> (std::process::ExitStatus, String) {
-        let (child, log, reader, _) = Binary::launch(config, &[], &[], false, Some(cwd));
+        let (child, log, reader, _) = Binary::launch(config, &[], false, Some(cwd));
         // A refused daemon never listens: no address, but killed on drop
         // (a timeout's panic) like any other.
         let mut binary = Binary {
@@ -88,37 +88,8 @@ impl Binary {
         (status, binary.log_lines().join("\n"))
     }
 
-    /// With `env` added to the daemon's environment (e.g. a test hook);
-    /// a daemon that exits before it listens gives its exit status and log.
-    pub fn try_start_env(
-        config: &Path,
-        env: &[(&str, &str)],
-    ) -> Result<Binary, (std::process::ExitStatus, String)> {
-        let (child, log, reader, rx) = Binary::launch(config, &[], env, false, None);
-        let addr = rx.recv_timeout(std::time::Duration::from_secs(30));
-        let mut binary = Binary {
-            child,
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            log,
-            reader: Some(reader),
-        };
-        match addr {
-            Ok(addr) => {
-                binary.addr = addr.parse().unwrap();
-                Ok(binary)
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                // Its stderr is closed: it has exited, or is about to.
-                let status = binary.child.wait().unwrap();
-                binary.reader.take().unwrap().join().unwrap();
-                Err((status, binary.log_lines().join("\n")))
-            }
-            Err(e) => panic!("the daemon must log its listening address: {e}"),
-        }
-    }
-
     fn spawn(config: &Path, global: &[&str], early: bool, cwd: Option<&Path>) -> Binary {
-        let (child, log, reader, rx) = Binary::launch(config, global, &[], early, cwd);
+        let (child, log, reader, rx) = Binary::launch(config, global, early, cwd);
         let addr = rx
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("the daemon must log its listening address")
@@ -132,15 +103,13 @@ impl Binary {
         }
     }
 
-    /// Spawns `switchyard [global] run --config <config>` (with `env`
-    /// added to its environment) with a thread
+    /// Spawns `switchyard [global] run --config <config>` with a thread
     /// collecting its stderr lines, which sends the listening address
     /// (see [`listening_addr`]) on the returned channel.
     #[allow(clippy::type_complexity)]
     fn launch(
         config: &Path,
         global: &[&str],
-        env: &[(&str, &str)],
         early: bool,
         cwd: Option<&Path>,
     ) -> (
@@ -158,7 +127,6 @@ impl Binary {
             .args(["run", "--config"])
             .arg(config)
             .env("SWITCHYARD_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
