@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::{disk_queue, files_holding, kill9};
+use super::{disk_queue, files_holding};
 use crate::fixtures;
 use crate::harness::{lazy, read_ndjson, request, wait_until, write_setup, Binary, PATIENCE};
 
@@ -72,7 +72,7 @@ path = "out.ndjson"
         .await;
         assert_eq!(r.status, 202, "{}", r.body);
     }
-    kill9(&mut daemon);
+    daemon.kill();
     assert!(
         sink_marks(dir.path()).is_empty(),
         "nothing was handled before the kill"

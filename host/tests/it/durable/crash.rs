@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{disk_queue, kill9, rng, sink_ids, Produced, Producer, Tally};
+use super::{disk_queue, rng, sink_ids, Produced, Producer, Tally};
 use crate::fixtures;
 use crate::harness::{write_setup, Binary};
 
@@ -88,7 +88,7 @@ path = "out.ndjson"
             .collect();
         // Not a wait for something to happen: the random moment of the kill.
         tokio::time::sleep(Duration::from_millis(rng.u64(plan.kill_after_ms.clone()))).await;
-        kill9(&mut daemon);
+        daemon.kill();
         stop.store(true, Ordering::Relaxed);
         for p in producers {
             let got = p.await.unwrap();

@@ -108,7 +108,7 @@ path = "out.ndjson"
         "the disk write errors are counted:\n{m}"
     );
     assert!(
-        total(&m, "switchyard_http_refused_total") >= 1.0,
+        total(&m, "switchyard_queue_unavailable_refusals_total") >= 1.0,
         "the 503s are counted:\n{m}"
     );
     // Lines appended while the disk is full wait in the file: the tail
@@ -121,7 +121,7 @@ path = "out.ndjson"
         PATIENCE,
         async || {
             *paused.borrow_mut() = metrics(&daemon).await;
-            total(&paused.borrow(), "switchyard_tail_paused_total") >= 1.0
+            total(&paused.borrow(), "switchyard_tail_queue_unavailable_total") >= 1.0
         },
     )
     .await;

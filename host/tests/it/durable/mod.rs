@@ -28,7 +28,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::harness::Binary;
 use crate::tail::lines_after_crashes;
 
 /// The `[queue]` section of every config here: these tests are about the
@@ -46,12 +45,6 @@ pub fn rng(test: &str) -> fastrand::Rng {
         .unwrap_or_else(|| fastrand::u64(..));
     eprintln!("{test}: seed {seed} (SWITCHYARD_TEST_SEED={seed} replays it)");
     fastrand::Rng::with_seed(seed)
-}
-
-/// `kill -9`, then reaps the process.
-pub fn kill9(daemon: &mut Binary) {
-    daemon.child.kill().unwrap();
-    daemon.child.wait().unwrap();
 }
 
 /// A POST on a fresh connection that may fail (the daemon killed under

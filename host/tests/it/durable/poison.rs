@@ -9,7 +9,6 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::kill9;
 use crate::fixtures;
 use crate::harness::{lazy, read_ndjson, request, wait_until, write_setup, Binary, PATIENCE};
 use crate::metrics::parse_metrics;
@@ -70,7 +69,7 @@ path = "out.ndjson"
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.body);
-    kill9(&mut first);
+    first.kill();
     std::fs::write(dir.path().join("plugins/h.wat"), fixtures::logger()).unwrap();
 
     let dead = || read_ndjson(&dir.path().join("dead.ndjson"));
@@ -90,10 +89,10 @@ path = "out.ndjson"
                     poisoned() || d.child.try_wait().unwrap().is_some()
                 })
                 .await;
-                match d.child.try_wait().unwrap() {
-                    None => break d,
-                    Some(status) => (status, d.log_lines().join("\n")),
+                if d.child.try_wait().unwrap().is_none() {
+                    break d;
                 }
+                (d.exit_within(PATIENCE).await, d.log_lines().join("\n"))
             }
         };
         assert_eq!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{disk_queue, kill9, rng};
+use super::{disk_queue, rng};
 use crate::harness::{lazy, wait_until_every, write_setup, Binary};
 use crate::tail::{append, lines, lines_after_crashes, write_paced};
 
@@ -92,7 +92,7 @@ path = "out.ndjson"
         let mut daemon = Binary::start(&config);
         // Not a wait for something to happen: the random moment of the kill.
         tokio::time::sleep(Duration::from_millis(rng.u64(100..1200))).await;
-        kill9(&mut daemon);
+        daemon.kill();
         let written = newlines(&log);
         let resume = resume_line(&state, &log);
         eprintln!(

@@ -18,7 +18,7 @@ use hyper::Response;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use super::{disk_queue, kill9, rng, Produced, Producer, Tally};
+use super::{disk_queue, rng, Produced, Producer, Tally};
 use crate::fixtures;
 use crate::harness::{lazy, wait_until, write_setup, Binary};
 
@@ -96,7 +96,7 @@ max_backoff = "300ms"
         let producing = tokio::spawn(producer.run(daemon.addr, stop.clone()));
         // Not a wait for something to happen: the random moment of the kill.
         tokio::time::sleep(Duration::from_millis(rng.u64(100..1000))).await;
-        kill9(&mut daemon);
+        daemon.kill();
         stop.store(true, Ordering::Relaxed);
         let got = producing.await.unwrap();
         eprintln!("webhook: cycle {cycle}: {} accepted", got.accepted.len());
