@@ -26,6 +26,25 @@ fn total(text: &str, metric: &str) -> f64 {
         .sum()
 }
 
+/// Grows the filler on `tmpfs` until the filesystem is full again (the
+/// daemon may have freed space meanwhile, deleting a segment it finished).
+fn top_up(tmpfs: &Tmpfs) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(tmpfs.path.join("filler"))
+        .unwrap();
+    let chunk = vec![0u8; 4096];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling the tmpfs: {e}"),
+        }
+    }
+}
+
 async fn metrics(daemon: &Binary) -> String {
     let r = crate::harness::request(daemon.addr, "GET", "/metrics", &[], Vec::new()).await;
     r.body.as_str().unwrap().to_string()
@@ -114,6 +133,7 @@ path = "out.ndjson"
     // Lines appended while the disk is full wait in the file: the tail
     // source pauses rather than dropping them.
     const LINES: u64 = 300;
+    top_up(&tmpfs);
     append(&log, &lines(0..LINES));
     let paused = std::cell::RefCell::new(String::new());
     wait_until(
@@ -125,6 +145,7 @@ path = "out.ndjson"
         },
     )
     .await;
+    top_up(&tmpfs);
     assert!(
         !post(&mut accepted).await.0.is_success(),
         "still refused while the disk is full"
