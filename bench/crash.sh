@@ -16,7 +16,7 @@
 #
 # Other knobs (environment): CONNECTIONS (producers, 4), BATCH (events per
 # request, 1000), LIMIT (batches each producer gets accepted per cycle at
-# most: 0 = no limit, the default with the trivial handler; 5 with the slow
+# most: 0 = no limit, the default with the trivial handler; 1 with the slow
 # one, so that the last start drains in reasonable time), KILL_MS (the kill
 # comes 0..KILL_MS ms after the start, 3000), SWITCHYARD_BIN (the daemon,
 # target/release/switchyard).
@@ -36,7 +36,7 @@ RANDOM="$seed"
 case "$handler" in
 trivial) limit="${LIMIT:-0}" ;;
 slow)
-    limit="${LIMIT:-5}"
+    limit="${LIMIT:-1}"
     # Sleeps 1 ms per event (WASI poll_oneoff): about 1,000 events/s per
     # worker, far below what the producers post.
     cat >"$dir/plugins/trivial.wat" <<'WAT'
