@@ -12,9 +12,12 @@ use base64::Engine;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::{disk_queue, files_holding};
+use super::{disk_queue, files_holding, metrics, total};
 use crate::fixtures;
 use crate::harness::{lazy, read_ndjson, request, wait_until, write_setup, Binary, PATIENCE};
+
+/// Counts torn last records (README, "The queue").
+const TORN: &str = "switchyard_queue_torn_records_total";
 
 /// Events queued, none handled.
 const N: usize = 20;
@@ -90,13 +93,16 @@ fn sink_marks(dir: &Path) -> Vec<String> {
 }
 
 /// Starts the daemon on `dir`, waits until the sink holds `expected` (in
-/// order), posts one more event and waits for it too (the queue takes new
-/// writes after the damage), and stops it gracefully.
-async fn restart_and_expect(dir: &Path, expected: Vec<String>) {
+/// order), checks that the counter `metric` is 1, posts one more event and
+/// waits for it too (the queue takes new writes after the damage), and
+/// stops it gracefully.
+async fn restart_and_expect(dir: &Path, expected: Vec<String>, metric: &str) {
     let mut daemon = Binary::start(&dir.join("router.toml"));
     let what = lazy(|| format!("the sink to hold {expected:?}: it has {:?}", sink_marks(dir)));
     wait_until(what, PATIENCE, async || sink_marks(dir).len() >= expected.len()).await;
     assert_eq!(sink_marks(dir), expected, "the undamaged events, in order, once");
+    let m = metrics(daemon.addr).await;
+    assert_eq!(total(&m, metric), 1.0, "{metric} counts the damage:\n{m}");
     let r = request(
         daemon.addr,
         "POST",
@@ -136,7 +142,7 @@ async fn garbage_after_the_last_record_is_ignored() {
     let mut f = OpenOptions::new().append(true).open(&segment).unwrap();
     f.write_all(&[0xab; 37]).unwrap();
     drop(f);
-    restart_and_expect(dir.path(), (0..N).map(mark).collect()).await;
+    restart_and_expect(dir.path(), (0..N).map(mark).collect(), TORN).await;
     let dead = read_ndjson(&dir.path().join("dead.ndjson"));
     assert!(dead.is_empty(), "a torn tail is not a dead letter: {dead:?}");
 }
@@ -157,7 +163,7 @@ async fn a_last_record_cut_short_is_ignored() {
     // The last event was acknowledged, but its record is gone: power loss
     // after the 202 is what `sync = "batch"` rules out, so this only shows
     // that the torn record is skipped, not an error, and the rest handled.
-    restart_and_expect(dir.path(), (0..N - 1).map(mark).collect()).await;
+    restart_and_expect(dir.path(), (0..N - 1).map(mark).collect(), TORN).await;
     let dead = read_ndjson(&dir.path().join("dead.ndjson"));
     assert!(dead.is_empty(), "a torn tail is not a dead letter: {dead:?}");
 }
@@ -175,7 +181,7 @@ async fn a_corrupt_middle_record_is_dead_lettered_with_its_bytes() {
     fs::write(&files[0], &bytes).unwrap();
     let damaged = format!("MArK-{middle:03}-END");
     let expected = (0..N).filter(|i| *i != middle).map(mark).collect();
-    restart_and_expect(dir.path(), expected).await;
+    restart_and_expect(dir.path(), expected, "switchyard_queue_corrupt_records_total").await;
     let dead = read_ndjson(&dir.path().join("dead.ndjson"));
     assert_eq!(dead.len(), 1, "one dead letter: {dead:?}");
     let letter = &dead[0];

@@ -76,6 +76,27 @@ pub async fn try_post(
     Ok((status, headers))
 }
 
+/// The daemon's `/metrics` exposition.
+pub async fn metrics(addr: SocketAddr) -> String {
+    let r = crate::harness::request(addr, "GET", "/metrics", &[], Vec::new()).await;
+    assert_eq!(r.status, 200);
+    r.body.as_str().expect("metrics are text").to_string()
+}
+
+/// The sum of every sample of `metric` (whatever its labels) in an
+/// exposition, checked as Prometheus text.
+pub fn total(text: &str, metric: &str) -> f64 {
+    crate::metrics::parse_metrics(text)
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
 /// NDJSON of one `name` event per id, each with `pad` bytes of payload.
 pub fn ndjson(name: &str, ids: &[String], pad: usize) -> Vec<u8> {
     let pad = "x".repeat(pad);

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::{metrics, total};
 use crate::fixtures;
 use crate::harness::{lazy, read_ndjson, request, wait_until, write_setup, Binary, PATIENCE};
-use crate::metrics::parse_metrics;
 
 const MAX_DELIVERIES: usize = 3;
 const HOOK: &str = "SWITCHYARD_TEST_ABORT_ON";
@@ -121,20 +121,13 @@ path = "out.ndjson"
         !ids_in(&out).contains(&"p-1".to_string()),
         "the poison event never reached the sink"
     );
-    let metrics = request(daemon.addr, "GET", "/metrics", &[], Vec::new())
-        .await
-        .body;
-    let metrics = parse_metrics(metrics.as_str().unwrap());
-    let poison: f64 = metrics
-        .samples
-        .iter()
-        .filter(|s| s.metric == "switchyard_dead_letters_total" && s.labels.get("kind") == Some("poison"))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) => v,
-            _ => 0.0,
-        })
-        .sum();
-    assert_eq!(poison, 1.0, "the poison letter is counted");
+    let m = metrics(daemon.addr).await;
+    for metric in [
+        "switchyard_queue_poison_events_total",
+        "switchyard_dead_letters_total",
+    ] {
+        assert_eq!(total(&m, metric), 1.0, "{metric}: the poison event, once:\n{m}");
+    }
     let status = daemon.terminate().await;
     assert!(status.success(), "the graceful stop exited {status}");
 }
