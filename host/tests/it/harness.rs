@@ -137,6 +137,13 @@ pub fn test_queue(path: &Path) {
     std::fs::write(path, format!("{text}{sep}\n[queue]\ntype = \"{kind}\"\n")).unwrap();
 }
 
+/// Whether the suite runs on the memory queue (`SWITCHYARD_TEST_QUEUE`),
+/// for the few tests whose expectations differ by queue (what a tail
+/// checkpoint passes, which duplicates a crash makes), each saying why.
+pub fn memory_queue() -> bool {
+    std::env::var("SWITCHYARD_TEST_QUEUE").is_ok_and(|q| q == "memory")
+}
+
 pub struct TestDaemon {
     pub dir: TempDir,
     pub addr: SocketAddr,

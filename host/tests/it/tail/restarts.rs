@@ -2,9 +2,15 @@
 
 use super::*;
 
+/// The memory queue's bound, `[server] queue`: the source reads ahead of
+/// what was handled by at most that. (With the disk queue a line is
+/// complete once queued, and the bound is `[queue] max_bytes` on disk.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_pauses_reading_and_drops_nothing() {
     let toml = r#"
+[queue]
+type = "memory"
+
 [[source.tail]]
 path = "logs/app.log"
 start_at = "beginning"
@@ -213,14 +219,27 @@ start_at = "beginning"
         &missing[..missing.len().min(10)]
     );
     assert_eq!(counts.len() as u64, BEFORE + DURING, "nothing unexpected");
-    // Duplicates are exactly the lines handled before the kill that the
-    // checkpoint had not passed yet: what was in flight, plus what was
-    // handled while the checkpoint was being written (every 50 ms).
     let dups: usize = counts.values().map(|n| n - 1).sum();
-    let expected = handled_before.iter().filter(|s| **s >= resume_at).count();
     eprintln!(
         "kill -9 after {before_kill} lines handled; checkpoint at line {resume_at}; {dups} handled twice"
     );
+    if !crate::harness::memory_queue() {
+        // The disk queue: a line is complete once queued. Handled again are
+        // lines the checkpoint had not passed (read again; those queued
+        // before the kill are also handled from the queue) and lines
+        // handled before the kill whose release the queue had not written
+        // (handled from the queue again): what was in flight, nothing else.
+        assert!(
+            counts.iter().all(|(s, n)| *n == 1
+                || (*n <= 3 && (*s >= resume_at || handled_before.binary_search(s).is_ok()))),
+            "a line neither in flight nor past the checkpoint was handled again"
+        );
+        return;
+    }
+    // The memory queue: duplicates are exactly the lines handled before the
+    // kill that the checkpoint had not passed yet: what was in flight, plus
+    // what was handled while the checkpoint was being written (every 50 ms).
+    let expected = handled_before.iter().filter(|s| **s >= resume_at).count();
     assert_eq!(
         dups, expected,
         "handled twice: only what the checkpoint had not passed"
