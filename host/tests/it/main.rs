@@ -14,6 +14,7 @@ mod components;
 mod config_errors;
 mod config_paths;
 mod conformance;
+mod disk_queue;
 mod durable;
 mod failures;
 mod faults;
