@@ -1,8 +1,8 @@
 //! The crash harness for tailed lines: an application keeps appending
 //! numbered lines while the daemon is `kill -9`ed at random moments and
 //! restarted; at the end every line is in the sink. Duplicates are at most
-//! the lines past the checkpoint on disk at each kill plus what the queue
-//! held unacknowledged.
+//! the lines past the checkpoint on disk at each kill (read again) plus
+//! what the queue held handled but unacknowledged (handled again).
 
 use std::fs;
 use std::path::Path;
@@ -16,6 +16,9 @@ use crate::tail::{append, lines, lines_after_crashes, write_paced};
 
 const QUEUE: u64 = 256;
 const WORKERS: u64 = 2;
+/// What one kill can leave handled but not acknowledged in the queue: see
+/// `IN_FLIGHT` in `crash.rs`.
+const IN_FLIGHT: u64 = QUEUE + 256 * WORKERS;
 
 /// The line the tail checkpoint under `state` says to resume at (lines
 /// before its offset in `log`), 0 without one.
@@ -98,7 +101,7 @@ path = "out.ndjson"
         eprintln!(
             "tail: cycle {cycle}: killed with {written} lines written, the checkpoint at line {resume}"
         );
-        max_duplicates += written - resume + QUEUE + WORKERS;
+        max_duplicates += written - resume + IN_FLIGHT;
     }
     tokio::task::spawn_blocking(move || writer.join().unwrap())
         .await
