@@ -273,6 +273,9 @@ impl DiskQueue {
     /// Encodes, then hands the batch to the committer; waits for room if
     /// `wait`. Resolves once the batch is written (and fsynced).
     async fn accept(&self, events: Vec<Event>, ack: Ack, wait: bool) -> Result<Receipt, SubmitError> {
+        if events.is_empty() {
+            return Ok(Receipt::default());
+        }
         let mut batch = log::Batch::encode(events, ack);
         let mut receipt = Receipt::default();
         if ack != Ack::Accepted {

@@ -102,7 +102,8 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn submit(q: &DiskQueue, events: Vec<Event>) -> Result<Receipt, SubmitError> {
-    rt().block_on(q.try_submit(events, Ack::Accepted))
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(q.try_submit(events, Ack::Accepted))
 }
 
 /// Takes `n` deliveries, waiting at most 10 s for them.
@@ -419,4 +420,65 @@ fn one_daemon_per_queue_folder() {
     q.finish();
     // Finishing releases the folder.
     drop(f.open());
+}
+
+#[test]
+fn interval_sync_answers_before_the_fsync_and_fsyncs_on_the_timer() {
+    let f = Fixture::new();
+    let cfg = QueueConfig {
+        sync: SyncMode::Interval(Duration::from_millis(300)),
+        ..config(1 << 30, 5)
+    };
+    let q = f.open_with(cfg, 100);
+    for i in 0..5 {
+        submit(&q, events(&format!("i{i}."), 2)).unwrap();
+    }
+    assert_eq!(f.stats.queue_fsyncs.load(Relaxed), 0, "answered before any fsync");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while f.stats.queue_fsyncs.load(Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the timer never fsynced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // One fsync for everything written since the last (two if the
+    // submits straddled a tick).
+    assert!(f.stats.queue_fsyncs.load(Relaxed) <= 2);
+    // The gauges follow the log: bytes on disk, the oldest event's age.
+    std::thread::sleep(Duration::from_millis(600));
+    let m = &f.stats.metrics;
+    assert!(m.queue_bytes.get() > 0);
+    assert!(m.queue_oldest_age.get() > 0.3, "age {}", m.queue_oldest_age.get());
+    ack(&q, take(&q, 10));
+    q.finish();
+    assert_eq!(
+        f.stats.metrics.queue_oldest_age.get(),
+        0.0,
+        "nothing unacked is left"
+    );
+}
+
+#[test]
+fn a_fully_acked_active_segment_makes_room_for_a_large_batch() {
+    let f = Fixture::new();
+    // 16 KiB segments: 10 KiB stay in the active segment.
+    let q = f.open_with(config(64 << 10, 5), 1000);
+    submit(&q, (0..10).map(big).collect()).unwrap();
+    ack(&q, take(&q, 10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // 55 KiB more fit only once the acked 10 KiB count as free.
+    loop {
+        match submit(&q, (100..155).map(big).collect()) {
+            Ok(_) => break,
+            Err(SubmitError::Backlog { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(take(&q, 55).len(), 55);
+    // The old segment went once rolled away from.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while f.segments().len() > 1 {
+        assert!(Instant::now() < deadline, "{:?}", f.segments());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
