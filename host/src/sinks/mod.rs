@@ -127,29 +127,39 @@ impl SinkContext {
     ///
     /// A webhook whose receiver is down keeps this waiting until it
     /// delivers, or gives the batch up (dead letters); at shutdown
-    /// [`SinkContext::close`] ends every delivery, and with it the wait. An
-    /// fsync that fails is logged (once per file) and counted in
-    /// `sink_sync_errors_total`, and does not hold the events back: what
-    /// was written is in the kernel (safe from a crash of the process; a
-    /// power loss may lose it) and a failed fsync cannot be retried.
-    pub fn settle(&self) {
+    /// [`SinkContext::close`] ends every delivery, and with it the wait.
+    ///
+    /// Returns false when an fsync failed (logged once per file, counted
+    /// in `sink_sync_errors_total`): what was written may not survive a
+    /// power loss, and never will count as durable in this process (see
+    /// `NdjsonFile::sync`), so the events must stay in the queue (handled
+    /// again after a restart), as a tail checkpoint does not pass them.
+    pub fn settle(&self) -> bool {
         for w in alive(&self.webhooks) {
             w.settle(self);
         }
+        let mut durable = true;
         for file in alive(&self.files) {
             if let Err(e) = file.sync() {
+                durable = false;
                 self.sync_failed(file.path(), &e);
             }
         }
+        // Letters buffered by others than workers (the queue's own) are
+        // written first; one that cannot be is counted and carried whole in
+        // the daemon's log by the dead-letter log itself.
+        let _ = self.dead_letters.flush();
         if let Err(e) = self.dead_letters.sync() {
+            durable = false;
             self.sync_failed(self.dead_letters.path(), &e);
         }
+        durable
     }
 
     fn sync_failed(&self, path: &std::path::Path, e: &io::Error) {
         Stats::add(&self.stats.sink_sync_errors, 1);
         if lock(&self.sync_failed).insert(path.to_path_buf()) {
-            tracing::error!(path = %path.display(), error = %e, "cannot fsync; events it holds are released from the queue anyway and survive a crash of the daemon, not a power loss");
+            tracing::error!(path = %path.display(), error = %e, "cannot fsync: what it took does not count as durable until a restart; the disk queue keeps those events");
         }
     }
 

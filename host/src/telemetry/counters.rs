@@ -191,9 +191,10 @@ counters! {
     tail_lines: Daemon,
         metric("tail_lines", "Tailed lines submitted as events"),
         json("tail", "lines");
-    /// Tailed lines whose handling completed (the checkpoint may pass them).
+    /// Tailed lines the checkpoint may pass: their events were queued
+    /// durably (disk queue) or handled (memory queue).
     tail_lines_handled: Daemon,
-        metric("tail_lines_handled", "Tailed lines whose events were handled (checkpoints may pass them)"),
+        metric("tail_lines_handled", "Tailed lines the checkpoint may pass: their events were queued durably (disk queue) or handled (memory queue)"),
         json("tail", "lines_handled");
     /// Tail lines that are not events (invalid UTF-8, too long,
     /// unparsable, unfinished), written to dead letters.

@@ -377,19 +377,29 @@ path = "archive.ndjson"
     let (mut accepted, mut refused) = (Vec::new(), 0);
     for i in 0..60 {
         let r = d
-            .post_json("/v1/events", &json!({"name": "a.Slow", "data": {"i": i, "pad": pad}}))
+            .post_json(
+                "/v1/events",
+                &json!({"name": "a.Slow", "data": {"i": i, "pad": pad}}),
+            )
             .await;
         match r.status.as_u16() {
             202 => accepted.push(r.body["ids"][0].as_str().unwrap().to_string()),
             503 => {
                 refused += 1;
                 assert_eq!(r.headers["retry-after"], "1");
-                assert!(r.body["error"].as_str().unwrap().contains("disk queue is full"), "{}", r.body);
+                assert!(
+                    r.body["error"].as_str().unwrap().contains("disk queue is full"),
+                    "{}",
+                    r.body
+                );
             }
             other => panic!("unexpected {other}: {}", r.body),
         }
     }
-    assert!(refused > 0, "240 KB of events posted faster than a 20 ms handler drains them into 64 KiB");
+    assert!(
+        refused > 0,
+        "240 KB of events posted faster than a 20 ms handler drains them into 64 KiB"
+    );
     let stats = d.get("/v1/stats").await.body;
     assert_eq!(stats["refused_queue_backlog"], refused, "{stats}");
     d.shutdown().await;
