@@ -130,6 +130,14 @@ path = "out.ndjson"
         "still refused while the disk is full"
     );
 
+    let said = ["the disk queue cannot write", "tail reading paused"];
+    let what = lazy(|| format!("the daemon to log {said:?}:\n{}", daemon.log_lines().join("\n")));
+    wait_until(what, PATIENCE, async || {
+        let log = daemon.log_lines().join("\n");
+        said.iter().all(|s| log.contains(s))
+    })
+    .await;
+
     std::fs::remove_file(tmpfs.path.join("filler")).unwrap();
     // No restart, no signal: the next submit finds room.
     wait_until(

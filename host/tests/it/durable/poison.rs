@@ -102,6 +102,7 @@ path = "out.ndjson"
         );
         crashes += 1;
     };
+    eprintln!("poison: {crashes} crashes on the poison event, then the next start dead-lettered it");
     assert_eq!(
         crashes, MAX_DELIVERIES,
         "the daemon crashed max_deliveries times on the poison event, then dead-lettered it"
