@@ -147,8 +147,14 @@ for cycle in $(seq "$cycles"); do
     wait "${producers[@]}" 2>/dev/null || true
     echo "cycle $cycle: killed" >&2
 done
-# The last start drains the queue; SIGTERM stops it gracefully.
+# The last start drains the queue; SIGTERM stops it gracefully, once it is
+# ready (/healthz answers while plugins load, and a daemon stopped while
+# starting leaves its backlog on disk for the next start).
 start_daemon
+for _ in $(seq 300); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
 kill "$pid"
 status=0
 wait "$pid" || status=$?
