@@ -92,7 +92,7 @@ fn persist(inner: &Inner, files: &mut HashMap<u64, File>, buf: &mut Vec<u8>, seq
 }
 
 /// One write(2) of ack entries to segment `id`'s ack file.
-pub(super) fn append(inner: &Inner, files: &mut HashMap<u64, File>, id: u64, bytes: &[u8]) {
+fn append(inner: &Inner, files: &mut HashMap<u64, File>, id: u64, bytes: &[u8]) {
     let path = ack_path(&inner.dir, id);
     let file = match files.entry(id) {
         std::collections::hash_map::Entry::Occupied(f) => f.into_mut(),

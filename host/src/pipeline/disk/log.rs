@@ -296,7 +296,7 @@ fn hand_over(capacity: usize, w: &mut Window, b: &mut Batch, at: (u64, u64)) {
     }
     w.spill.get_or_insert(at);
     for (k, n) in notify.enumerate() {
-        w.waiters.insert(b.first_seq + k as u64, (b.detailed, Some(n)));
+        w.waiters.insert(b.first_seq + k as u64, (b.detailed, n));
     }
 }
 

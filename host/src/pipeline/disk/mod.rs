@@ -91,7 +91,7 @@ struct Window {
     /// The end of what the committer wrote (and fsynced, with `batch`).
     committed: Pos,
     /// Who waits for a spilled event (`Ack::Handled`, `Ack::Report`).
-    waiters: HashMap<u64, (bool, Option<Notifier>)>,
+    waiters: HashMap<u64, (bool, Notifier)>,
     /// Admission ended and every accepted batch is written: once `items`
     /// and the spill are empty, workers stop.
     input_done: bool,
@@ -293,15 +293,22 @@ impl DiskQueue {
             return Err(SubmitError::Backlog { max_bytes });
         }
         let reply = loop {
-            let room = self.inner.room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
             match log::enqueue(&self.inner, batch) {
                 Ok(reply) => break reply,
-                Err((SubmitError::Backlog { max_bytes }, b)) if wait => {
-                    batch = b;
-                    let _ = max_bytes;
-                    room.await;
+                Err((SubmitError::Backlog { .. }, b)) if wait => {
+                    // Registered before trying again, so room freed in
+                    // between is not missed; only waiting submits pay it.
+                    let room = self.inner.room.notified();
+                    tokio::pin!(room);
+                    room.as_mut().enable();
+                    match log::enqueue(&self.inner, b) {
+                        Ok(reply) => break reply,
+                        Err((SubmitError::Backlog { .. }, b)) => {
+                            batch = b;
+                            room.await;
+                        }
+                        Err((e, _)) => return Err(e),
+                    }
                 }
                 Err((e, _)) => return Err(e),
             }

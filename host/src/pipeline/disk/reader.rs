@@ -74,7 +74,7 @@ pub(super) fn run(inner: &Inner, skip: Skip, deliveries: HashMap<u64, u32>) {
         for item in &mut items {
             if let Some((detailed, notify)) = w.waiters.remove(&item.seq) {
                 item.detailed = detailed;
-                item.notify = notify;
+                item.notify = Some(notify);
             }
         }
         w.items.extend(items);
