@@ -32,7 +32,8 @@
 //!   sinks. `dead_letter`: the log of every failure with its event, and the
 //!   one `DeadLetterKind` enum that letters, metrics and the CLI use.
 //! - `sinks`: where routed events are written (file, stdout, webhooks),
-//!   behind the `Sink` trait (write, flush, close with a deadline).
+//!   behind the `Sink` trait (write, flush, close with a deadline);
+//!   `SinkContext::settle`, the disk queue's end-to-end acknowledgement.
 //! - `pipeline`: the queue behind the `Submitter` seam (on disk by
 //!   default, `pipeline::disk`; or in memory), the worker threads that run
 //!   handlers, cascades, the snapshot swapped whole on reload.

@@ -142,9 +142,8 @@ pub(super) async fn load(
 
 /// The disk queue's [`Settle`]: [`SinkContext::settle`], which reaches
 /// every file and webhook sink opened (those a reload replaced too) and the
-/// dead-letter log, whether or not the pipeline serves yet.
+/// dead-letter log, whether or not the pipeline serves yet; false when an
+/// fsync failed.
 fn settle(sinks: SinkContext) -> Settle {
-    Arc::new(move || {
-        sinks.settle();
-    })
+    Arc::new(move || sinks.settle())
 }

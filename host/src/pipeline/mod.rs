@@ -61,8 +61,10 @@ pub use snapshot::{Shared, Snapshot};
 /// fsynced. The disk queue calls it before it writes the acks of events
 /// handled before the call, so an event leaves the queue only once every
 /// sink took it (issue 12's end-to-end acknowledgement). Called on the
-/// queue's own thread, never on a worker's.
-pub type Settle = Arc<dyn Fn() + Send + Sync>;
+/// queue's own thread, never on a worker's. Returns false when something
+/// could not be made durable (an fsync failed): those events then stay in
+/// the queue, to be handled again after a restart.
+pub type Settle = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Why the pipeline did not start.
 #[derive(Debug, thiserror::Error)]

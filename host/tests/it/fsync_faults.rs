@@ -76,8 +76,10 @@ impl Drop for ThinDisk {
 }
 
 /// ENOSPC on fsync: the sink's lines were written but cannot be made
-/// durable. The tail checkpoint does not pass them, the stop exits 3, and
-/// the next start (with the sink on a sound disk) handles every line.
+/// durable. They are not acknowledged (memory queue: the tail checkpoint
+/// does not pass them; disk queue: the checkpoint passes them once queued,
+/// and the queue keeps them), the stop exits 3, and the next start (with
+/// the sink on a sound disk) handles every line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_fsync_that_fails_holds_the_tail_checkpoint_and_the_exit_code_says_so() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,10 +141,12 @@ path = "{}"
         .map(|cp| cp["files"][0]["offset"].as_u64().unwrap_or(0))
         .next()
         .unwrap_or(0);
-    assert_eq!(
-        offset, 0,
-        "the checkpoint never passes lines that are not durable"
-    );
+    if crate::harness::memory_queue() {
+        assert_eq!(
+            offset, 0,
+            "the checkpoint never passes lines that are not durable"
+        );
+    }
 
     write_config(Path::new("out.ndjson"));
     let mut d = Binary::start(&config);

@@ -46,8 +46,12 @@ pub(super) fn run(inner: &Inner) {
             inner.stop.load(Relaxed) && taken.is_empty()
         };
         if !taken.is_empty() {
-            (inner.settle)();
-            persist(inner, &mut files, &mut buf, &mut taken);
+            if (inner.settle)() {
+                persist(inner, &mut files, &mut buf, &mut taken);
+            } else {
+                // Not durable in their sinks: they stay, redelivered after a restart.
+                taken.clear();
+            }
             // A fully acked active segment counts as room (see `log::enqueue`).
             inner.room.notify_waiters();
         }

@@ -48,7 +48,7 @@ impl Fixture {
         let (settles, dl) = (self.settles.clone(), self.dead_letters.clone());
         let settle: Settle = Arc::new(move || {
             settles.fetch_add(1, Relaxed);
-            dl.flush().and_then(|()| dl.sync()).unwrap();
+            dl.flush().and_then(|()| dl.sync()).map(|()| true).unwrap()
         });
         DiskQueue::open(
             &self.queue_dir(),
@@ -403,7 +403,7 @@ fn the_window_spills_to_disk_and_reads_back_in_order() {
 fn one_daemon_per_queue_folder() {
     let f = Fixture::new();
     let q = f.open();
-    let settle: Settle = Arc::new(|| {});
+    let settle: Settle = Arc::new(|| true);
     let second = DiskQueue::open(
         &f.queue_dir(),
         config(1 << 30, 5),
