@@ -15,6 +15,7 @@ mod config_errors;
 mod config_paths;
 mod conformance;
 mod disk_queue;
+mod durable;
 mod failures;
 mod faults;
 mod fsync_faults;

@@ -94,6 +94,36 @@ impl Binary {
         (status, binary.log_lines().join("\n"))
     }
 
+    /// [`Binary::start_env`] for a daemon that may exit before it listens
+    /// (a crash hook firing on an event replayed at start-up): the running
+    /// daemon, or its exit status and log.
+    pub fn try_start_env(
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Binary, (std::process::ExitStatus, String)> {
+        let (child, log, reader, rx) = Binary::launch(config, &[], false, None, env);
+        let addr = rx.recv_timeout(std::time::Duration::from_secs(30));
+        let mut binary = Binary {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            log,
+            reader: Some(reader),
+        };
+        match addr {
+            Ok(addr) => {
+                binary.addr = addr.parse().unwrap();
+                Ok(binary)
+            }
+            // Its stderr closed without the address: it has exited.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                binary.child.wait().unwrap();
+                let status = binary.exited();
+                Err((status, binary.log_lines().join("\n")))
+            }
+            Err(e) => panic!("the daemon must log its listening address: {e}"),
+        }
+    }
+
     fn spawn(
         config: &Path,
         global: &[&str],
