@@ -18,7 +18,7 @@
 # - tail: <tail-lines> JSON lines through the trivial handler to a file sink
 #   (bench/tail.sh's case, bench/tail_watch.py): lines/s, CPU per line;
 #   the sink is checked to hold every line;
-# - backlog: a handler that blocks (sleeps in poll_oneoff, `timeout` 1 h) so
+# - backlog: a handler that blocks (sleeps 50 min in poll_oneoff, `timeout` 1 h) so
 #   that nothing is handled, and NDJSON batches posted 1 s at a time until
 #   <backlog-MiB> are queued on disk (`du` of <state.dir>/queue; the memory
 #   queue stops at its bound, `[server] queue` = 100,000 events, and answers
@@ -47,7 +47,7 @@ cat >"$dir/plugins/block.wat" <<'WAT'
   (func (export "switchyard_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "switchyard_handle") (param i32 i32) (result i32)
     (i32.store (i32.const 272) (i32.const 1))
-    (i64.store (i32.const 280) (i64.const 3600000000000))
+    (i64.store (i32.const 280) (i64.const 3000000000000))
     (drop (call $poll (i32.const 256) (i32.const 320) (i32.const 1) (i32.const 360)))
     (i32.const 0)))
 WAT
@@ -158,7 +158,7 @@ TOML
     idle="$(kib VmRSS)"
     # Grow: 1 s of NDJSON batches at a time, until the backlog is on disk
     # (disk) or the queue refuses three seconds running (memory).
-    while [ "$grow" -lt 300 ]; do
+    while [ "$grow" -lt 120 ]; do
         load="$(target/release/loadgen --addr "127.0.0.1:$port" --seconds 1 --warmup 0 --connections 2 --batch 1000)"
         grow=$((grow + 1))
         queued="$(du -sb "$dir/data/queue" 2>/dev/null | cut -f1)" || queued=0

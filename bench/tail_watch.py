@@ -38,5 +38,7 @@ while True:
     if time.time() > deadline:
         sys.exit(f"only {n} of {total} lines handled after 10 minutes")
     time.sleep(0.02)
+if n0 >= total:
+    sys.exit(f"all {total} lines were handled before the first poll: too few lines to time")
 n = total - n0
 print(json.dumps({"lines_per_second": round(n / (t1 - t0)), "cpu_us_per_line": round((c1 - c0) * 1e6 / n, 2), "seconds": round(t1 - t0, 3)}))
