@@ -1,4 +1,4 @@
-//! Issue 12's storage measurement: fjall, redb and a plain segment log on
+//! Issue 12's storage measurement: fjall, redb, okaywal and a plain segment log on
 //! the disk queue's workload, with the same payloads and the same
 //! durability (on disk before an append returns). See README.md.
 //!
@@ -15,7 +15,9 @@
 //!   one group (one sync) and answers every producer of the group (group
 //!   commit). For fjall also `fjall-direct`: each producer inserts and calls
 //!   `Database::persist(SyncData)` itself (fjall's shared journal: a persist
-//!   covers every insert before it). Events/s, latency p50/p99, mean group.
+//!   covers every insert before it), and `okaywal-direct`: each producer
+//!   commits its own entry (okaywal shares one fsync among concurrent
+//!   commits itself). Events/s, latency p50/p99, mean group.
 
 mod stores;
 
@@ -46,7 +48,7 @@ fn args() -> Result<Args> {
         seconds: 5.0,
         producers: 64,
         dir: std::env::temp_dir().join(format!("queue-storage-{}", std::process::id())),
-        stores: ["segment", "fjall", "redb", "none"].map(String::from).to_vec(),
+        stores: ["segment", "fjall", "redb", "okaywal", "none"].map(String::from).to_vec(),
         cases: ["batch", "concurrent"].map(String::from).to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -62,7 +64,7 @@ fn args() -> Result<Args> {
             "--cases" => a.cases = list(),
             _ => bail!(
                 "usage: queue-storage-bench [--events N] [--seconds S] [--producers P] [--dir D] \
-                 [--stores segment,fjall,redb,none] [--cases batch,concurrent]"
+                 [--stores segment,fjall,redb,okaywal,none] [--cases batch,concurrent]"
             ),
         }
     }
@@ -222,6 +224,22 @@ fn concurrent_case(store: &str, args: &Args) -> Result<serde_json::Value> {
             db.persist(fjall::PersistMode::SyncData)?;
             Ok(())
         })?
+    } else if store == "okaywal-direct" {
+        let released = Arc::new(stores::Released::default());
+        let wal = okaywal::WriteAheadLog::recover(&dir, stores::QueueCheckpointer(released.clone()))?;
+        let wal = Arc::new(wal);
+        let w = wal.clone();
+        let next = AtomicU64::new(0);
+        let result = producers(args.producers, warm, stop, move |_, _| {
+            let seq = next.fetch_add(1, Ordering::Relaxed);
+            let mut entry = w.begin_entry()?;
+            entry.write_chunk(&payload(seq))?;
+            entry.commit()?;
+            Ok(())
+        })?;
+        released.set_closing();
+        Arc::try_unwrap(wal).map_err(|_| anyhow::anyhow!("the log is still shared"))?.shutdown()?;
+        result
     } else {
         let mut s = stores::open(store, &dir)?;
         type Request = (Vec<u8>, mpsc::SyncSender<()>);
@@ -261,9 +279,9 @@ fn concurrent_case(store: &str, args: &Args) -> Result<serde_json::Value> {
     let n = lat.len().max(1);
     let pct = |q: f64| lat.get(((n as f64 * q) as usize).min(n - 1)).map_or(0.0, |d| d.as_secs_f64() * 1e6);
     let elapsed = (t1 - start).as_secs_f64();
-    // fjall-direct has no groups of its own: each producer persists.
+    // The -direct variants have no groups of their own: each producer syncs.
     let g = groups.load(Ordering::Relaxed).max(1);
-    let mean_group = (store != "fjall-direct").then(|| round(total as f64 / g as f64, 1));
+    let mean_group = (!store.ends_with("-direct")).then(|| round(total as f64 / g as f64, 1));
     Ok(json!({
         "bench": "queue-storage", "case": "concurrent", "store": store, "producers": args.producers,
         "seconds": args.seconds,
@@ -282,14 +300,14 @@ fn main() -> Result<()> {
     for case in &args.cases {
         for store in &args.stores {
             let line = match case.as_str() {
-                "batch" if store == "fjall-direct" => continue,
+                "batch" if store.ends_with("-direct") => continue,
                 "batch" => batch_case(store, args.events, &args.dir)?,
                 "concurrent" => concurrent_case(store, &args)?,
                 other => bail!("unknown case {other:?}: batch or concurrent"),
             };
             println!("{line}");
-            if case == "concurrent" && store == "fjall" {
-                println!("{}", concurrent_case("fjall-direct", &args)?);
+            if case == "concurrent" && (store == "fjall" || store == "okaywal") {
+                println!("{}", concurrent_case(&format!("{store}-direct"), &args)?);
             }
         }
     }
