@@ -54,16 +54,25 @@ pub enum DeadLetterKind {
     /// A line of a tailed file that is not an event ([`BadLine`]); the
     /// letter carries the line, not an event.
     BadLine,
+    /// Bytes of the disk queue's log that are no valid record (a bad
+    /// checksum or header, not at the end: issue 12); the letter carries
+    /// them in base64 with their segment file and offset, not an event.
+    CorruptRecord,
+    /// An event whose handling crashed the daemon `[queue] max_deliveries`
+    /// times; it is not delivered again.
+    Poison,
 }
 
 /// The kinds that are not handler failures, in the order they are listed.
-const REASONS: [DeadLetterKind; 6] = [
+const REASONS: [DeadLetterKind; 8] = [
     DeadLetterKind::MissingKeys,
     DeadLetterKind::HopLimit,
     DeadLetterKind::CascadeLimit,
     DeadLetterKind::Unavailable,
     DeadLetterKind::SinkError,
     DeadLetterKind::BadLine,
+    DeadLetterKind::CorruptRecord,
+    DeadLetterKind::Poison,
 ];
 
 impl DeadLetterKind {
@@ -94,6 +103,8 @@ impl DeadLetterKind {
             DeadLetterKind::Unavailable => "unavailable",
             DeadLetterKind::SinkError => "sink_error",
             DeadLetterKind::BadLine => "bad_line",
+            DeadLetterKind::CorruptRecord => "corrupt_record",
+            DeadLetterKind::Poison => "poison",
         }
     }
 
@@ -115,6 +126,8 @@ impl DeadLetterKind {
             DeadLetterKind::Unavailable => "the handler is not loaded",
             DeadLetterKind::SinkError => "a sink could not write the event",
             DeadLetterKind::BadLine => "a tailed line that is not an event",
+            DeadLetterKind::CorruptRecord => "a damaged record of the disk queue",
+            DeadLetterKind::Poison => "handling the event crashed the daemon too often",
         }
     }
 }
@@ -206,6 +219,19 @@ struct BadLineLetter<'a> {
     /// Only the beginning of the line is here (it is longer than `max_line`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     line_cut: bool,
+}
+
+#[derive(Serialize)]
+struct CorruptRecordLetter<'a> {
+    time: String,
+    kind: DeadLetterKind,
+    message: &'a str,
+    /// The segment file the bytes were in.
+    segment: &'a str,
+    /// Byte offset of the damage in it.
+    offset: u64,
+    len: u64,
+    record_base64: String,
 }
 
 /// The log, shared by workers and by sinks that deliver in the background.
@@ -344,6 +370,31 @@ impl DeadLetters {
         Ok(())
     }
 
+    /// Bytes of the disk queue's `segment` at `offset` that are no valid
+    /// record, as `kind = "corrupt_record"` with the bytes in base64.
+    /// Counted in `dead_letters_total{kind="corrupt_record"}` once written.
+    pub fn write_corrupt_record(
+        &self,
+        segment: &str,
+        offset: u64,
+        bytes: &[u8],
+        message: &str,
+    ) -> io::Result<()> {
+        let letter = CorruptRecordLetter {
+            time: event::now(),
+            kind: DeadLetterKind::CorruptRecord,
+            message,
+            segment,
+            offset,
+            len: bytes.len() as u64,
+            record_base64: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes),
+        };
+        let line = serde_json::to_vec(&letter).expect("a dead letter always serialises");
+        self.put(&line)?;
+        self.count(DeadLetterKind::CorruptRecord);
+        Ok(())
+    }
+
     /// One more letter of `kind` in `dead_letters_total`.
     fn count(&self, kind: DeadLetterKind) {
         self.stats.metrics.dead_letter(kind.as_str()).inc();
@@ -375,7 +426,9 @@ mod tests {
             | DeadLetterKind::CascadeLimit
             | DeadLetterKind::Unavailable
             | DeadLetterKind::SinkError
-            | DeadLetterKind::BadLine => REASONS.contains(&k),
+            | DeadLetterKind::BadLine
+            | DeadLetterKind::CorruptRecord
+            | DeadLetterKind::Poison => REASONS.contains(&k),
         };
         for k in REASONS {
             assert!(listed(k));
@@ -383,7 +436,7 @@ mod tests {
         for f in FailureKind::ALL {
             assert!(DeadLetterKind::ALL.contains(&DeadLetterKind::Failure(f)));
         }
-        assert_eq!(DeadLetterKind::ALL.len(), FailureKind::ALL.len() + 6);
+        assert_eq!(DeadLetterKind::ALL.len(), FailureKind::ALL.len() + 8);
     }
 
     #[test]
@@ -404,7 +457,9 @@ mod tests {
                 "cascade_limit",
                 "unavailable",
                 "sink_error",
-                "bad_line"
+                "bad_line",
+                "corrupt_record",
+                "poison"
             ]
         );
         for kind in DeadLetterKind::ALL {
@@ -417,7 +472,7 @@ mod tests {
         let err = "nope".parse::<DeadLetterKind>().unwrap_err().to_string();
         assert!(
             err.starts_with("unknown dead-letter kind \"nope\" (kinds: trap, out_of_fuel, ")
-                && err.ends_with(", sink_error, bad_line)"),
+                && err.ends_with(", sink_error, bad_line, corrupt_record, poison)"),
             "{err}"
         );
     }

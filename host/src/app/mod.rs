@@ -208,7 +208,10 @@ impl Daemon {
             // Webhooks a reload replaced deliver what they hold within the
             // same grace.
             sinks.close(sinks::http::CLOSE_GRACE);
-            pipeline.shared().sync_all()
+            let failed = pipeline.shared().sync_all();
+            // Sinks closed and synced: the disk queue writes its last acks.
+            pipeline.finish();
+            failed
         })
         .await
         .context("draining the queue panicked")?;

@@ -48,6 +48,7 @@ impl Validator<'_> {
         let admin_listen = self.admin(&raw.admin, server.listen);
         let auth = self.auth(&raw.auth, base);
         let stream = self.stream(&raw.stream);
+        let queue = self.queue(&raw.queue);
         let plugin_log = self.log_limit(&raw.plugins);
         let loading = self.load_limits(&raw.plugins);
         let routes = self.routes(&raw.routes, known.as_ref(), &raw.sinks, &plugins_dir);
@@ -73,6 +74,7 @@ impl Validator<'_> {
             admin_listen,
             auth,
             stream,
+            queue,
             plugin_log,
         }
     }

@@ -6,7 +6,7 @@
 //! its module: `server` (`[server]`, `[admin]`), `plugins` (`[plugins]`,
 //! `[plugin.NAME]`, which files are plugins), `routes` (`[[route]]`,
 //! `[router]`), `sink` (`[sink.NAME]`, one module per type), `tail`
-//! (`[[source.tail]]`), `auth`, `stream`; [`env`](mod@env) interpolates `${VAR}` in
+//! (`[[source.tail]]`), `auth`, `stream`, `queue` (`[queue]`); [`env`](mod@env) interpolates `${VAR}` in
 //! string values and [`units`] reads sizes and durations. Which settings a
 //! reload cannot apply is told by [`restart_only_changes`].
 
@@ -14,6 +14,7 @@ mod assemble;
 mod auth;
 pub mod env;
 mod plugins;
+mod queue;
 mod raw;
 mod restart;
 mod routes;
@@ -35,6 +36,7 @@ use serde_json::Value;
 use crate::router::Route;
 pub use auth::{AuthConfig, Token};
 pub use plugins::{plugin_files, Instance, Limits, LoadLimits, LogLimit, PluginSettings, MAX_PLUGIN_MEMORY};
+pub use queue::{QueueConfig, QueueType, SyncMode};
 use raw::RawConfig;
 pub use restart::restart_only_changes;
 pub use server::ServerConfig;
@@ -111,6 +113,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The stream hub is sized at start.
     pub stream: StreamConfig,
+    /// `[queue]`: the queue is opened at start (its folder is
+    /// `<state.dir>/queue`).
+    pub queue: QueueConfig,
     /// `[plugins] log_rate`, `log_burst`, `log_bytes`, `log_bytes_burst`.
     #[serde(skip)]
     pub plugin_log: LogLimit,

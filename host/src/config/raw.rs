@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub auth: super::auth::RawAuth,
     #[serde(default)]
     pub stream: super::stream::RawStream,
+    #[serde(default)]
+    pub queue: super::queue::RawQueue,
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default, rename = "sink")]

@@ -61,7 +61,9 @@ pub(super) async fn accept(state: &AppState, events: Vec<Event>, wait: bool) -> 
     let ack = if wait { Ack::Report } else { Ack::Accepted };
     let receipt = match pipeline.try_submit(events, ack).await {
         Ok(receipt) => receipt,
-        Err(e @ SubmitError::Full { .. }) => {
+        Err(
+            e @ (SubmitError::Full { .. } | SubmitError::Backlog { .. } | SubmitError::Unavailable { .. }),
+        ) => {
             Stats::add(&state.stats.refused_queue_full, 1);
             let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
             r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));

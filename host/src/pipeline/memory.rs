@@ -134,6 +134,11 @@ impl Submitter for MemoryQueue {
     fn capacity(&self) -> usize {
         self.capacity
     }
+
+    /// What the channel holds dies with the process.
+    fn durable(&self) -> bool {
+        false
+    }
 }
 
 impl Queue for MemoryQueue {

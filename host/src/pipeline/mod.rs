@@ -6,7 +6,11 @@
 //!   [`Submitter`] and hear "accepted" and "handled" through it; workers
 //!   read a [`queue::Queue`]. [`memory`] is today's queue; a disk queue
 //!   (issue 12) or a JetStream consumer (issue 13) is one more
-//!   implementation of both traits, chosen in [`Pipeline::start`].
+//!   implementation of both traits, chosen in [`Pipeline::start`] by
+//!   `[queue] type`.
+//! - [`disk`]: the disk queue (issue 12), the default: segment files under
+//!   `<state.dir>/queue`; an event leaves them once handled and settled
+//!   ([`Settle`]).
 //! - [`snapshot`]: what the workers share, swapped whole on reload.
 //! - `worker`: the worker loop; flushes sinks and dead letters before it
 //!   acknowledges a run of events.
@@ -16,8 +20,9 @@
 //! - [`report`]: the report of a handled event.
 //!
 //! The workers stop on the pipeline's [`Shutdown`]: it closes the queue
-//! (admission ends; memory: what is queued is still handed out) and each
-//! worker drops its copy once the queue is drained.
+//! (admission ends; what is queued is still handed out) and each worker
+//! drops its copy once the queue is drained; [`Pipeline::finish`] then
+//! closes the disk queue's log.
 //!
 //! Admission is all or nothing: a batch is accepted whole or refused (503).
 //! An event counts as handled once its handlers ran, emitted events were
@@ -25,6 +30,7 @@
 //! producers (`?wait=true`, tail checkpoints) told.
 
 mod cascade;
+pub mod disk;
 pub mod memory;
 mod plugin_log;
 pub mod queue;
@@ -32,9 +38,11 @@ pub mod report;
 pub mod snapshot;
 mod worker;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::config::{QueueConfig, QueueType};
 use crate::dead_letter::DeadLetters;
 use crate::event::Event;
 use crate::runtime;
@@ -42,33 +50,86 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
 use crate::telemetry::StreamHub;
 
+pub use disk::DiskQueue;
 pub use memory::MemoryQueue;
 pub use queue::{Ack, Handled, Queue, Receipt, SubmitError, Submitter, Waiting};
 pub use snapshot::{Shared, Snapshot};
+
+/// "Block until everything the sinks and the dead-letter log took so far
+/// is durable or taken": file sinks fsynced, webhooks delivered (or their
+/// events dead-lettered) what was written before the call, dead letters
+/// fsynced. The disk queue calls it before it writes the acks of events
+/// handled before the call, so an event leaves the queue only once every
+/// sink took it (issue 12's end-to-end acknowledgement). Called on the
+/// queue's own thread, never on a worker's.
+pub type Settle = Arc<dyn Fn() + Send + Sync>;
+
+/// Why the pipeline did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the disk queue: {0}")]
+    Queue(#[from] disk::OpenError),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(#[from] std::io::Error),
+}
+
+/// What the pipeline needs to know about its queue.
+pub struct QueueSettings<'a> {
+    /// `[queue]`.
+    pub config: QueueConfig,
+    /// `[server] queue`: events accepted and not handled (memory), or held
+    /// decoded in memory (disk).
+    pub capacity: usize,
+    /// `[state] dir`: the disk queue lives in its `queue` folder.
+    pub state_dir: &'a Path,
+    /// See [`Settle`].
+    pub settle: Settle,
+}
 
 /// The running pipeline: its queue and its workers.
 pub struct Pipeline {
     shared: Arc<Shared>,
     /// The queue as producers see it.
     queue: Arc<dyn Submitter>,
+    /// The disk queue, which [`Pipeline::finish`] closes; `None` for memory.
+    disk: Option<Arc<DiskQueue>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Pipeline {
-    /// Starts `workers` threads (at least one) reading a queue of
-    /// `capacity` events, on `snapshot`. The queue is chosen here (memory
-    /// today). Errors: a thread cannot be started.
+    /// Starts `workers` threads (at least one) reading the queue `[queue]`
+    /// chooses (see [`QueueSettings`]), on `snapshot`. Errors: the disk
+    /// queue cannot be opened, a thread cannot be started.
     pub fn start(
         snapshot: Snapshot,
         dead_letters: DeadLetters,
-        capacity: usize,
+        queue: QueueSettings<'_>,
         workers: usize,
         stats: Arc<Stats>,
         stream: Arc<StreamHub>,
         shutdown: Shutdown,
-    ) -> std::io::Result<Arc<Pipeline>> {
-        let shared = Arc::new(Shared::new(snapshot, dead_letters, stats, stream));
-        Pipeline::run(shared, Arc::new(MemoryQueue::new(capacity)), workers, shutdown)
+    ) -> Result<Arc<Pipeline>, StartError> {
+        let workers = workers.max(1);
+        let shared = Arc::new(Shared::new(snapshot, dead_letters.clone(), stats.clone(), stream));
+        match queue.config.kind {
+            QueueType::Memory => {
+                let q = Arc::new(MemoryQueue::new(queue.capacity));
+                Ok(Pipeline::run(shared, q, None, workers, shutdown)?)
+            }
+            QueueType::Disk => {
+                let dir = queue.state_dir.join("queue");
+                let q = Arc::new(DiskQueue::open(
+                    &dir,
+                    queue.config,
+                    queue.capacity,
+                    workers,
+                    dead_letters,
+                    stats,
+                    queue.settle,
+                )?);
+                Ok(Pipeline::run(shared, q.clone(), Some(q), workers, shutdown)?)
+            }
+        }
     }
 
     /// Starts `workers` threads (at least one) reading `queue`; `shutdown`
@@ -77,6 +138,7 @@ impl Pipeline {
     fn run<Q: Queue + 'static>(
         shared: Arc<Shared>,
         queue: Arc<Q>,
+        disk: Option<Arc<DiskQueue>>,
         workers: usize,
         shutdown: Shutdown,
     ) -> std::io::Result<Arc<Pipeline>> {
@@ -89,7 +151,7 @@ impl Pipeline {
                 .name(format!("worker-{i}"))
                 .stack_size(runtime::WORKER_STACK)
                 .spawn(move || {
-                    worker::run(&shared, &*mine);
+                    worker::run(&shared, &*mine, i);
                     drop(shutdown);
                 });
             match spawned {
@@ -104,6 +166,7 @@ impl Pipeline {
         Ok(Arc::new(Pipeline {
             shared,
             queue,
+            disk,
             workers: Mutex::new(handles),
         }))
     }
@@ -128,6 +191,15 @@ impl Pipeline {
             if h.join().is_err() {
                 tracing::error!("a worker thread panicked");
             }
+        }
+    }
+
+    /// After [`Pipeline::join`] and once the sinks were closed: the disk
+    /// queue settles and writes its last acks, fsyncs its log and stops
+    /// its threads (the memory queue has nothing to do). Blocking.
+    pub fn finish(&self) {
+        if let Some(disk) = &self.disk {
+            disk.finish();
         }
     }
 }
@@ -159,6 +231,10 @@ impl Submitter for Pipeline {
 
     fn capacity(&self) -> usize {
         self.queue.capacity()
+    }
+
+    fn durable(&self) -> bool {
+        self.queue.durable()
     }
 }
 

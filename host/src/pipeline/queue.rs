@@ -18,7 +18,8 @@
 //!   consumer would ack them). Workers never see how a queue acknowledges.
 //!
 //! Admission is all or nothing (issue 7): a batch is accepted whole or
-//! refused whole.
+//! refused whole. [`Submitter::durable`] says whether accepted survives
+//! `kill -9` (the disk queue, issue 12).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,7 +31,7 @@ use super::report::EventReport;
 use crate::event::Event;
 
 /// Why a batch was not accepted.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum SubmitError {
     #[error("the queue is full ({capacity} events waiting); retry later")]
     Full { capacity: usize },
@@ -40,6 +41,16 @@ pub enum SubmitError {
     TooLarge { len: usize, capacity: usize },
     #[error("the daemon is shutting down")]
     Closed,
+    /// The disk queue holds `max_bytes` of segments (`[queue] max_bytes`):
+    /// like `Full`, [`Submitter::submit`] waits for room and
+    /// [`Submitter::try_submit`] refuses.
+    #[error("the disk queue is full ({max_bytes} bytes waiting); retry later")]
+    Backlog { max_bytes: u64 },
+    /// The disk queue cannot write (a full disk, a file too large, an I/O
+    /// error): both submits refuse at once; a later submit tries again, so
+    /// the queue recovers by itself once the disk does.
+    #[error("the queue cannot write to disk: {reason}; retry later")]
+    Unavailable { reason: String },
 }
 
 /// What a producer wants to hear about the events it submits.
@@ -81,8 +92,14 @@ pub trait Submitter: Send + Sync {
     /// Events accepted and not yet handled.
     fn depth(&self) -> usize;
 
-    /// The most events accepted and not yet handled at once.
+    /// The most events accepted and not yet handled at once (disk queue:
+    /// held decoded in memory at once; more wait on disk).
     fn capacity(&self) -> usize;
+
+    /// Whether *accepted* means the events survive `kill -9` (disk: true;
+    /// memory: false). A producer that can resend (a tail source) may then
+    /// move on once a submit is accepted rather than wait until handled.
+    fn durable(&self) -> bool;
 }
 
 /// One event a worker took from a queue, and the queue's token for it.
@@ -126,6 +143,16 @@ pub trait Queue: Submitter {
 
     /// Stops accepting; what was accepted is still handed out.
     fn close(&self);
+
+    /// Worker `worker` (0-based, below the number of workers) starts
+    /// running the handlers of this delivery. A durable queue notes it
+    /// without a syscall, so that an event whose handling crashes the
+    /// daemon is counted (`[queue] max_deliveries`); the memory queue
+    /// does nothing.
+    fn running(&self, _worker: usize, _token: &Self::Token) {}
+
+    /// Worker `worker` finished running handlers (see [`Queue::running`]).
+    fn idle(&self, _worker: usize) {}
 }
 
 /// What a submit returns once its events are accepted: per event, in

@@ -66,8 +66,8 @@ pub(super) struct Local {
     pub(super) json: Vec<u8>,
 }
 
-/// Runs one worker until `queue` is closed and drained.
-pub(super) fn run<Q: Queue>(shared: &Shared, queue: &Q) {
+/// Runs worker number `index` until `queue` is closed and drained.
+pub(super) fn run<Q: Queue>(shared: &Shared, queue: &Q, index: usize) {
     let mut done: Vec<(Q::Token, EventReport)> = Vec::new();
     let mut local = Local::default();
     // The snapshot the kept instances were last checked against: after a
@@ -104,7 +104,11 @@ pub(super) fn run<Q: Queue>(shared: &Shared, queue: &Q) {
                 .warm
                 .retain(|id| snapshot.plugins.values().any(|p| p.id() == id));
         }
+        // The queue notes which event's handlers run (poison accounting),
+        // not the wait for its acknowledgement.
+        queue.running(index, &delivery.token);
         let report = handle_event(shared, &snapshot, &mut local, delivery.event, delivery.detailed);
+        queue.idle(index);
         done.push((delivery.token, report));
         if queue.is_empty() || done.len() >= MAX_PENDING_ACKS {
             complete(shared, queue, &snapshot, &mut done, lost_before);

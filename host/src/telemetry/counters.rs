@@ -89,6 +89,32 @@ counters! {
     refused_queue_full: Ingest,
         metric("queue_full_refusals", "Ingest requests refused with 503 because the queue was full"),
         json("refused_queue_full");
+    /// fsyncs of the disk queue's log (one per group commit with
+    /// `sync = "batch"`, one per interval with `"interval"`).
+    queue_fsyncs: Ingest,
+        metric("queue_fsyncs", "fsyncs of the disk queue's log (shared by the submits of one group commit)"),
+        json("disk_queue", "fsyncs");
+    /// Writes to the disk queue that failed (a full disk, a file too
+    /// large, an I/O error): their submits were refused.
+    queue_write_errors: Ingest,
+        metric("queue_write_errors", "Writes and fsyncs of the disk queue that failed (their submits were refused with 503 / tail paused)"),
+        json("disk_queue", "write_errors");
+    /// Events found unacked in the disk queue at start, delivered again.
+    queue_redelivered: Ingest,
+        metric("queue_redelivered", "Events found in the disk queue at start and delivered again (at least once: some may have been handled before the restart)"),
+        json("disk_queue", "redelivered");
+    /// Events dead-lettered as `poison` (`[queue] max_deliveries`).
+    queue_poison: Ingest,
+        metric("queue_poison_events", "Events dead-lettered as poison: the daemon died running their handlers [queue] max_deliveries times"),
+        json("disk_queue", "poison");
+    /// Torn last records of the disk queue, ignored and truncated at start.
+    queue_torn_records: Ingest,
+        metric("queue_torn_records", "Torn last records of the disk queue (written when the daemon died, never answered), truncated at start"),
+        json("disk_queue", "torn_records");
+    /// Damaged records of the disk queue, dead-lettered as `corrupt_record`.
+    queue_corrupt_records: Ingest,
+        metric("queue_corrupt_records", "Damaged records in the disk queue, dead-lettered as corrupt_record"),
+        json("disk_queue", "corrupt_records");
     /// Events (ingested or emitted) that no route matched.
     unmatched: Routing,
         metric("events_unmatched", "Events (ingested or emitted) that no route matched"),

@@ -129,6 +129,18 @@ pub fn render(stats: &Stats, live: Live, format: Format) -> String {
             ConstGauge::new(cap as i64),
         );
     }
+    r.register_with_unit(
+        "queue_disk",
+        "Bytes of the disk queue's segment files",
+        Unit::Bytes,
+        m.queue_bytes.clone(),
+    );
+    r.register_with_unit(
+        "queue_oldest_event_age",
+        "Age of the oldest event in the disk queue not yet acknowledged (by segment: at most one segment's span older than the true oldest)",
+        Unit::Seconds,
+        m.queue_oldest_age.clone(),
+    );
     r.register(
         "dead_letters",
         "Dead letters, by kind (failure kind or reason): written to the dead-letter log, or carried whole in the daemon's log when it could not take them (dead_letters_lost_total)",
@@ -248,10 +260,12 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE switchyard_"))
             .collect();
         let want = "build_info gauge;ready gauge;events_ingested_total counter;events_replayed_total counter;\
-            queue_full_refusals_total counter;events_routed_total counter;events_unmatched_total counter;\
+            queue_full_refusals_total counter;queue_fsyncs_total counter;queue_write_errors_total counter;\
+            queue_redelivered_total counter;queue_poison_events_total counter;queue_torn_records_total counter;\
+            queue_corrupt_records_total counter;events_routed_total counter;events_unmatched_total counter;\
             events_emitted_total counter;handler_invocations_total counter;handler_duration_seconds histogram;\
             handler_fuel_used histogram;plugin_log_lines_dropped_total counter;queue_depth gauge;\
-            queue_capacity gauge;dead_letters_total counter;dead_letter_write_errors_total counter;\
+            queue_capacity gauge;queue_disk_bytes gauge;queue_oldest_event_age_seconds gauge;dead_letters_total counter;dead_letter_write_errors_total counter;\
             dead_letters_lost_total counter;sink_writes_total counter;sink_errors_total counter;\
             sink_retries_total counter;sink_pending gauge;stream_subscribers gauge;\
             stream_events_sent_total counter;stream_cutoffs_total counter;http_unauthorized_total counter;\

@@ -139,7 +139,7 @@ mod tests {
         let v = stats.to_json();
         let mut got = Vec::new();
         keys(&v, "", &mut got);
-        let want = "ingested ingested_by_source refused_queue_full unmatched emitted routed \
+        let want = "ingested ingested_by_source refused_queue_full disk_queue unmatched emitted routed \
             invocations_ok invocation_failures plugins plugin_log_lines_dropped dead_letters \
             dead_letters_by_kind dead_letter_errors dead_letters_lost reloads reload_failures \
             plugins_compiled plugins_from_cache plugin_load_errors tail tail.lines \

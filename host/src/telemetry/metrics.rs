@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -196,6 +197,11 @@ pub struct Metrics {
     /// Subscribers cut off for falling too far behind.
     pub stream_cutoffs: Counter,
     pub stream_subscribers: Gauge,
+    /// Bytes of the disk queue's segment files (issue 12).
+    pub queue_bytes: Gauge,
+    /// Age in seconds of the oldest event in the disk queue not yet acked
+    /// (the first event of the oldest segment holding one).
+    pub queue_oldest_age: Gauge<f64, AtomicU64>,
     pub(super) unauthorized: Family<ScopeLabels, Counter>,
 }
 
@@ -222,6 +228,8 @@ impl Default for Metrics {
             stream_sent: Counter::default(),
             stream_cutoffs: Counter::default(),
             stream_subscribers: Gauge::default(),
+            queue_bytes: Gauge::default(),
+            queue_oldest_age: Gauge::default(),
             unauthorized: Family::default(),
         };
         // Series that exist from the start read 0 rather than being absent,

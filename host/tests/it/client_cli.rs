@@ -405,6 +405,8 @@ async fn dead_letter_list_shows_bad_lines_and_kind_takes_every_kind() {
         "unavailable",
         "sink_error",
         "bad_line",
+        "corrupt_record",
+        "poison",
     ];
     for kind in kinds {
         let o = dead_letter(&cfg, &["list", "--kind", kind]).await;
