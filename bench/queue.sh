@@ -12,7 +12,8 @@
 #   handler, no sink (bench/http.sh's case): events/s accepted (loadgen), and
 #   the daemon's CPU per event: its user + system time from the start of the
 #   load until every accepted event was handled, over the events accepted
-#   (`ingested` and `invocations_ok` in /v1/stats);
+#   (`ingested` and `invocations_ok` in /v1/stats), and the disk queue's
+#   fsyncs over the same time (`disk_queue.fsyncs`: events per fsync);
 # - single-c64: single-event POSTs over 64 keep-alive connections (2 client
 #   threads): events/s, p50/p99 latency to the 2xx, daemon CPU per event;
 # - tail: <tail-lines> JSON lines through the trivial handler to a file sink
@@ -92,16 +93,18 @@ record() { # case, queue, run, result JSON
 http_case() { # case, queue, run, loadgen args...
     local name="$1" q="$2" r="$3"
     shift 3
-    local c0 i0 t0 load c1 i1 t1
-    c0="$(ticks)" i0="$(stat_of .ingested)" t0="$(now)"
+    local c0 i0 f0 t0 load c1 i1 f1 t1
+    c0="$(ticks)" i0="$(stat_of .ingested)" f0="$(stat_of '.disk_queue.fsyncs // 0')" t0="$(now)"
     load="$(target/release/loadgen --addr "127.0.0.1:$port" --seconds "$secs" "$@")"
     drained
-    c1="$(ticks)" i1="$(stat_of .ingested)" t1="$(now)"
+    c1="$(ticks)" i1="$(stat_of .ingested)" f1="$(stat_of '.disk_queue.fsyncs // 0')" t1="$(now)"
     record "$name" "$q" "$r" "$(python3 -c 'import json,sys
-load = json.loads(sys.argv[1]); c0, c1, i0, i1, t0, t1 = map(float, sys.argv[2:])
+load = json.loads(sys.argv[1]); c0, c1, i0, i1, f0, f1, t0, t1 = map(float, sys.argv[2:])
 load["daemon_cpu_us_per_event"] = round((c1 - c0) * 1e4 / max(i1 - i0, 1), 3)
 load["handled_events_per_sec"] = round((i1 - i0) / (t1 - t0))
-print(json.dumps(load))' "$load" "$c0" "$c1" "$i0" "$i1" "$t0" "$t1")"
+load["fsyncs"] = int(f1 - f0)
+load["events_per_fsync"] = round((i1 - i0) / (f1 - f0), 1) if f1 > f0 else None
+print(json.dumps(load))' "$load" "$c0" "$c1" "$i0" "$i1" "$f0" "$f1" "$t0" "$t1")"
 }
 
 http_cases() { # queue, run

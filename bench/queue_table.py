@@ -46,6 +46,11 @@ row("single events, 64 connections: daemon CPU per event", "single-c64", ["daemo
 row("tail, trivial handler → file sink: lines/s", "tail", ["lines_per_second"], "≥ 0.85", lambda m, d, r: r >= 0.85)
 row("tail: daemon CPU per line", "tail", ["cpu_us_per_line"], "", lambda *a: True, 2, " µs")
 
+for case in ("ndjson-1000", "single-c64"):
+    per = med(case, "disk", "events_per_fsync")
+    if per is not None:
+        print(f"\ndisk queue, {case}: {per:,.1f} events per fsync ({med(case, 'disk', 'fsyncs'):,.0f} fsyncs)")
+
 for l in lines:
     if l["case"] != "backlog":
         continue
