@@ -33,9 +33,9 @@
 //!   one `DeadLetterKind` enum that letters, metrics and the CLI use.
 //! - `sinks`: where routed events are written (file, stdout, webhooks),
 //!   behind the `Sink` trait (write, flush, close with a deadline).
-//! - `pipeline`: the queue behind the `Submitter` seam (in memory today),
-//!   the worker threads that run handlers, cascades, the snapshot swapped
-//!   whole on reload.
+//! - `pipeline`: the queue behind the `Submitter` seam (on disk by
+//!   default, `pipeline::disk`; or in memory), the worker threads that run
+//!   handlers, cascades, the snapshot swapped whole on reload.
 //! - [`sources`]: event sources besides HTTP behind the [`sources::Source`]
 //!   trait; [`sources::tail`] follows log files like `tail -F`, with
 //!   checkpoints.

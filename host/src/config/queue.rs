@@ -62,6 +62,8 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// The smallest `max_bytes`: room for a few segments of the smallest size.
 const MIN_MAX_BYTES: u64 = 64 << 10;
+/// The largest `max_bytes`: 1 TiB.
+const MAX_MAX_BYTES: u64 = 1 << 40;
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -123,25 +125,25 @@ impl Validator<'_> {
         let max_bytes = self.size(
             &raw.max_bytes,
             "queue.max_bytes",
-            MIN_MAX_BYTES..(1 << 50),
+            MIN_MAX_BYTES..MAX_MAX_BYTES + 1,
             d.max_bytes,
         );
         let interval = self.duration(&raw.sync_interval, "queue.sync_interval", DEFAULT_SYNC_INTERVAL);
         let sync = match &raw.sync {
-            None => SyncMode::Batch,
+            None => Some(SyncMode::Batch),
             Some(s) => match s.get_ref().as_str() {
-                "batch" => SyncMode::Batch,
-                "interval" => SyncMode::Interval(interval),
+                "batch" => Some(SyncMode::Batch),
+                "interval" => Some(SyncMode::Interval(interval)),
                 other => {
                     self.error(
                         Some(s.span()),
                         format!("queue.sync: unknown sync mode {other:?} (modes: batch, interval)"),
                     );
-                    SyncMode::Batch
+                    None
                 }
             },
         };
-        if let (SyncMode::Batch, Some(s)) = (sync, &raw.sync_interval) {
+        if let (Some(SyncMode::Batch), Some(s)) = (sync, &raw.sync_interval) {
             if kind == QueueType::Disk {
                 self.error(
                     Some(s.span()),
@@ -159,7 +161,7 @@ impl Validator<'_> {
         QueueConfig {
             kind,
             max_bytes,
-            sync,
+            sync: sync.unwrap_or(d.sync),
             max_deliveries,
         }
     }

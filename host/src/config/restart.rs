@@ -1,6 +1,6 @@
 //! Which changed settings a reload cannot apply. A reload swaps in routes,
-//! sinks, plugins and their limits, and `[auth]`; listeners, the queue,
-//! the workers, the dead-letter log, the state folder, the stream hub and
+//! sinks, plugins and their limits, and `[auth]`; listeners, the queue
+//! (`[server] queue` and `[queue]`), the workers, the dead-letter log, the state folder, the stream hub and
 //! the tail sources are set up once, at start.
 //!
 //! There is no list of them to keep: [`Config`]'s serialized form holds
@@ -74,7 +74,8 @@ mod tests {
         let old = parse(BASE);
         let new = parse(
             "[server]\nlisten = \"127.0.0.1:7700\"\nsend_timeout = \"3s\"\n\n[admin]\nlisten = \"127.0.0.1:7601\"\n\n\
-             [stream]\nbuffer = 8\n\n[dead_letter]\npath = \"dl.ndjson\"\n\n[state]\ndir = \"st\"\n\n\
+             [stream]\nbuffer = 8\n\n[queue]\nsync = \"interval\"\nmax_deliveries = 3\n\n\
+             [dead_letter]\npath = \"dl.ndjson\"\n\n[state]\ndir = \"st\"\n\n\
              [[source.tail]]\npath = \"app.log\"\n\n[[route]]\nname = \"a\"\nhandlers = [\"audit\"]\n",
         );
         assert_eq!(
@@ -87,6 +88,8 @@ mod tests {
                 "source.tail",
                 "admin.listen",
                 "stream.buffer",
+                "queue.sync",
+                "queue.max_deliveries",
             ]
         );
     }

@@ -327,3 +327,28 @@ fn a_duration_at_the_bound_is_accepted() {
             .is_ok()
     );
 }
+
+#[test]
+fn the_queue_section_defaults_to_a_disk_queue_synced_per_batch() {
+    let d = parse("").unwrap().queue;
+    assert_eq!(d, QueueConfig::default());
+    assert_eq!(
+        (d.kind, d.max_bytes, d.sync, d.max_deliveries),
+        (QueueType::Disk, 1 << 30, SyncMode::Batch, 5)
+    );
+    let q = parse(
+        "[queue]\ntype = \"disk\"\nmax_bytes = \"64MiB\"\nsync = \"interval\"\nsync_interval = \"250ms\"\nmax_deliveries = 2\n",
+    )
+    .unwrap()
+    .queue;
+    assert_eq!(
+        (q.max_bytes, q.sync, q.max_deliveries),
+        (64 << 20, SyncMode::Interval(Duration::from_millis(250)), 2)
+    );
+    let interval = parse("[queue]\nsync = \"interval\"\n").unwrap().queue.sync;
+    assert_eq!(interval, SyncMode::Interval(Duration::from_secs(1)));
+    assert_eq!(
+        parse("[queue]\ntype = \"memory\"\n").unwrap().queue.kind,
+        QueueType::Memory
+    );
+}

@@ -14,6 +14,7 @@ mod components;
 mod config_errors;
 mod config_paths;
 mod conformance;
+mod disk_queue;
 mod failures;
 mod faults;
 mod fsync_faults;

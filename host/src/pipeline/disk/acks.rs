@@ -48,6 +48,8 @@ pub(super) fn run(inner: &Inner) {
         if !taken.is_empty() {
             (inner.settle)();
             persist(inner, &mut files, &mut buf, &mut taken);
+            // A fully acked active segment counts as room (see `log::enqueue`).
+            inner.room.notify_waiters();
         }
         sweep(inner, &mut files);
         gauges(inner);

@@ -32,6 +32,9 @@ pub(super) struct Pending {
     batches: Vec<Batch>,
     /// Admission ended ([`close`]).
     closed: bool,
+    /// Start a new segment before the next write: the active one is fully
+    /// acked and its bytes were let go for admission (see [`enqueue`]).
+    roll: bool,
 }
 
 impl Pending {
@@ -40,6 +43,7 @@ impl Pending {
             next_seq,
             batches: Vec::new(),
             closed: false,
+            roll: false,
         }
     }
 }
@@ -93,9 +97,24 @@ pub(super) fn enqueue(
     }
     let len = batch.buf.len() as u64;
     let max_bytes = inner.cfg.max_bytes;
-    if inner.bytes.fetch_add(len, Relaxed) + len > max_bytes {
-        inner.bytes.fetch_sub(len, Relaxed);
-        return Err((SubmitError::Backlog { max_bytes }, batch));
+    let before = inner.bytes.fetch_add(len, Relaxed);
+    if before + len > max_bytes {
+        // The active segment's bytes count as free once all its records
+        // are acked: it is rolled before this write and then deleted.
+        // Without this, a batch larger than the room left beside a
+        // not-yet-full active segment would wait forever.
+        let reclaimable = {
+            let segs = lock(&inner.segs);
+            segs.map
+                .get(&segs.active)
+                .filter(|s| s.unacked == 0)
+                .map_or(0, |s| s.len)
+        };
+        if before + len - reclaimable.min(before) > max_bytes {
+            inner.bytes.fetch_sub(len, Relaxed);
+            return Err((SubmitError::Backlog { max_bytes }, batch));
+        }
+        p.roll = true;
     }
     let now = now_ms();
     batch.first_seq = p.next_seq;
@@ -136,11 +155,11 @@ pub(super) fn run(inner: &Inner, mut active: Active) {
     let mut dirty = false;
     let mut last_sync = Instant::now();
     loop {
-        let batches = {
+        let (batches, force_roll) = {
             let mut p = lock(&inner.pending);
             loop {
                 if !p.batches.is_empty() {
-                    break std::mem::take(&mut p.batches);
+                    break (std::mem::take(&mut p.batches), std::mem::take(&mut p.roll));
                 }
                 if p.closed {
                     let mut w = lock(&inner.window);
@@ -153,7 +172,7 @@ pub(super) fn run(inner: &Inner, mut active: Active) {
                     .filter(|_| dirty)
                     .map(|d| d.saturating_sub(last_sync.elapsed()));
                 if inner.stop.load(Relaxed) || due == Some(Duration::ZERO) {
-                    break Vec::new();
+                    break (Vec::new(), false);
                 }
                 let wait = due.unwrap_or(Duration::from_secs(1));
                 p = inner
@@ -174,7 +193,7 @@ pub(super) fn run(inner: &Inner, mut active: Active) {
             }
             continue;
         }
-        if commit(inner, &mut active, batches, &mut group) && interval.is_some() {
+        if commit(inner, &mut active, batches, force_roll, &mut group) && interval.is_some() {
             dirty = true;
         }
     }
@@ -189,9 +208,15 @@ fn fsync(inner: &Inner, active: &Active) {
 }
 
 /// Writes one group of batches; returns whether it was written.
-fn commit(inner: &Inner, active: &mut Active, mut batches: Vec<Batch>, group: &mut Vec<u8>) -> bool {
+fn commit(
+    inner: &Inner,
+    active: &mut Active,
+    mut batches: Vec<Batch>,
+    force_roll: bool,
+    group: &mut Vec<u8>,
+) -> bool {
     let total: u64 = batches.iter().map(|b| b.buf.len() as u64).sum();
-    let written = roll(inner, active, batches[0].first_seq).and_then(|()| {
+    let written = roll(inner, active, batches[0].first_seq, force_roll).and_then(|()| {
         let buf: &[u8] = if batches.len() == 1 {
             &batches[0].buf
         } else {
@@ -201,6 +226,12 @@ fn commit(inner: &Inner, active: &mut Active, mut batches: Vec<Batch>, group: &m
             }
             group
         };
+        #[cfg(test)]
+        if inner.fail_writes.load(Relaxed) > 0 {
+            inner.fail_writes.fetch_sub(1, Relaxed);
+            active.file.write_all_at(&buf[..buf.len() / 2], active.len)?;
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
         active.file.write_all_at(buf, active.len)?;
         if sync_each(&inner.cfg) {
             Stats::add(&inner.stats.queue_fsyncs, 1);
@@ -269,10 +300,10 @@ fn hand_over(capacity: usize, w: &mut Window, b: &mut Batch, at: (u64, u64)) {
     }
 }
 
-/// Starts a new segment when the active one is full, named by the seq of
-/// the first record it will hold.
-fn roll(inner: &Inner, active: &mut Active, first_seq: u64) -> std::io::Result<()> {
-    if active.len < inner.seg_size {
+/// Starts a new segment when the active one is full (or `force`d and not
+/// empty), named by the seq of the first record it will hold.
+fn roll(inner: &Inner, active: &mut Active, first_seq: u64, force: bool) -> std::io::Result<()> {
+    if active.len < inner.seg_size && !(force && active.len > 0) {
         return Ok(());
     }
     let path = seg_path(&inner.dir, first_seq);

@@ -52,6 +52,9 @@ use crate::telemetry::Stats;
 
 pub use recover::OpenError;
 
+#[cfg(test)]
+mod tests;
+
 /// The largest segment file; smaller with a small `max_bytes`, so that
 /// whole segments can be dropped well before the limit is reached.
 const MAX_SEGMENT: u64 = 16 << 20;
@@ -143,12 +146,18 @@ struct Inner {
     /// Submits waiting for `max_bytes` room.
     room: Notify,
     inflight: inflight::Inflight,
+    /// Unit tests: group commits that write half their bytes, then fail
+    /// with ENOSPC (a full disk without a filesystem to fill).
+    #[cfg(test)]
+    fail_writes: std::sync::atomic::AtomicU32,
 }
 
 /// The disk queue: a [`Submitter`] and a [`Queue`] over segment files.
 pub struct DiskQueue {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The folder's lock, released by [`DiskQueue::finish`].
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl DiskQueue {
@@ -169,6 +178,7 @@ impl DiskQueue {
         settle: Settle,
     ) -> Result<DiskQueue, OpenError> {
         let recovered = recover::recover(dir, workers, &dead_letters, &stats)?;
+        let lock = Mutex::new(Some(recovered.lock));
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             seg_size: (cfg.max_bytes / 8).clamp(16 << 10, MAX_SEGMENT),
@@ -196,6 +206,8 @@ impl DiskQueue {
             acker: Condvar::new(),
             room: Notify::new(),
             inflight: recovered.inflight,
+            #[cfg(test)]
+            fail_writes: std::sync::atomic::AtomicU32::new(0),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -221,6 +233,7 @@ impl DiskQueue {
         let queue = DiskQueue {
             inner,
             threads: Mutex::new(threads),
+            lock,
         };
         started.map_err(|e| OpenError::Io {
             path: dir.to_path_buf(),
@@ -240,6 +253,7 @@ impl DiskQueue {
                 tracing::error!("a disk queue thread panicked");
             }
         }
+        lock(&self.lock).take();
     }
 
     fn stop(&self) {
@@ -259,6 +273,9 @@ impl DiskQueue {
     /// Encodes, then hands the batch to the committer; waits for room if
     /// `wait`. Resolves once the batch is written (and fsynced).
     async fn accept(&self, events: Vec<Event>, ack: Ack, wait: bool) -> Result<Receipt, SubmitError> {
+        if events.is_empty() {
+            return Ok(Receipt::default());
+        }
         let mut batch = log::Batch::encode(events, ack);
         let mut receipt = Receipt::default();
         if ack != Ack::Accepted {

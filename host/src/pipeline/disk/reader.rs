@@ -148,15 +148,15 @@ impl Reader<'_> {
                 }
             }
             if at == 0 {
-                // A record longer than the chunk: read it whole next time.
-                let need =
-                    record::HEADER + u32::from_le_bytes(self.buf[4..8].try_into().expect("4 bytes")) as usize;
-                self.buf.reserve(need);
-                if need <= n {
-                    break;
+                // A record longer than the chunk: read it whole next time,
+                // unless its length runs past what was written (damage).
+                let need = record::claimed_len(&self.buf[..n]);
+                if need as u64 <= limit - pos.1 {
+                    self.buf.resize(need, 0);
+                    continue;
                 }
-                self.buf.resize(need, 0);
-                continue;
+                at = record::resync(&self.buf[..n]);
+                damaged(self.inner, &mut self.skip, pos, &self.buf[..at]);
             }
             pos.1 += at as u64;
         }

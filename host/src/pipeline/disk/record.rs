@@ -13,8 +13,11 @@ use std::ops::Range;
 pub const HEADER: usize = 28;
 /// The first bytes of every record ("SYQ1").
 const MAGIC: u32 = u32::from_le_bytes(*b"SYQ1");
-/// A length no record has: a header that claims more is damaged.
-pub const MAX_RECORD: usize = 64 << 20;
+
+/// The length of the record whose header starts `buf` (at least 8 bytes).
+pub fn claimed_len(buf: &[u8]) -> usize {
+    HEADER + u32_at(buf, 4) as usize
+}
 
 /// One valid record found in a segment.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,10 +89,9 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     if buf.len() < HEADER {
         return Parsed::Incomplete;
     }
+    // A damaged length is caught by the CRC, or, when it runs past the
+    // data, by the reader (see `Parsed::Incomplete`).
     let len = u32_at(buf, 4) as usize;
-    if len > MAX_RECORD {
-        return Parsed::Damaged(resync(buf));
-    }
     if buf.len() < HEADER + len {
         return Parsed::Incomplete;
     }
@@ -115,7 +117,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
 
 /// Where the next magic after the first byte of `buf` starts (the length
 /// of `buf` if none does).
-fn resync(buf: &[u8]) -> usize {
+pub fn resync(buf: &[u8]) -> usize {
     let magic = MAGIC.to_le_bytes();
     memchr::memmem::find(buf.get(1..).unwrap_or_default(), &magic).map_or(buf.len(), |i| i + 1)
 }

@@ -41,6 +41,8 @@ pub enum OpenError {
         #[source]
         source: io::Error,
     },
+    #[error("{path} is locked: another switchyard uses this state folder's disk queue")]
+    Locked { path: PathBuf },
 }
 
 fn at(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> OpenError {
@@ -63,6 +65,8 @@ pub(super) struct Recovered {
     pub(super) skip: Skip,
     pub(super) deliveries: HashMap<u64, u32>,
     pub(super) inflight: Inflight,
+    /// Held (locked) while the queue is open.
+    pub(super) lock: File,
 }
 
 /// Recovers the queue in `dir` (see the module docs).
@@ -73,6 +77,7 @@ pub(super) fn recover(
     stats: &Stats,
 ) -> Result<Recovered, OpenError> {
     std::fs::create_dir_all(dir).map_err(at(dir, "cannot create the disk queue folder"))?;
+    let lock = lock(dir)?;
     let mut ids: Vec<u64> = std::fs::read_dir(dir)
         .map_err(at(dir, "cannot list the disk queue folder"))?
         .filter_map(|e| e.ok())
@@ -169,7 +174,24 @@ pub(super) fn recover(
         skip,
         deliveries,
         inflight,
+        lock,
     })
+}
+
+/// Locks the folder for this daemon (the lock goes with the process).
+fn lock(dir: &Path) -> Result<File, OpenError> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(at(&path, "cannot open the disk queue's lock file"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(at(&path, "cannot lock the disk queue")(e)),
+    }
 }
 
 /// Truncates the torn tail of the newest segment.
