@@ -69,6 +69,10 @@ struct State {
     /// fsync succeeds without the lost lines. So after one failure nothing
     /// written to this sink counts as durable again in this process.
     sync_failed: Option<String>,
+    /// Lines were written since the last fsync: a file dropped (a sink a
+    /// reload replaced) fsyncs them, as the queue's settle would have
+    /// (issue 12).
+    unsynced: bool,
 }
 
 /// Opens `path` for appending, creating it and its directory, and ends a
@@ -120,6 +124,7 @@ impl NdjsonFile {
                 id,
                 buf: Vec::with_capacity(CAPACITY),
                 sync_failed: None,
+                unsynced: false,
             }),
             written: None,
         })
@@ -190,6 +195,7 @@ impl NdjsonFile {
     /// has failed (see `sync_failed`).
     pub fn sync(&self) -> io::Result<()> {
         let mut s = self.lock();
+        s.unsynced = false;
         let result = match s.file.sync_data() {
             // EINVAL: a device such as /dev/null, which has nothing to make
             // durable and must not hold back tail checkpoints.
@@ -247,6 +253,7 @@ impl NdjsonFile {
             Err(e) => Some((e, 0)),
             Ok(()) => write_some(&mut s.file, &buf).err(),
         };
+        s.unsynced = true;
         let Some((error, written)) = failed else {
             self.count_written(&buf);
             s.buf = buf;
@@ -299,12 +306,18 @@ fn write_some(file: &mut File, buf: &[u8]) -> Result<(), (io::Error, usize)> {
 impl Drop for NdjsonFile {
     /// A sink dropped with lines buffered (a reload replaced it while a
     /// worker was between write and flush): write them; what cannot be
-    /// written is carried whole in the log, the last place left.
+    /// written is carried whole in the log, the last place left. Then
+    /// fsync what was written since the last fsync: the queue may release
+    /// those events without seeing this file again (issue 12).
     fn drop(&mut self) {
-        let mut s = self.lock();
-        if let Err(e) = self.write_out(&mut s) {
+        if let Err(e) = self.flush() {
             for line in &e.unwritten {
                 tracing::error!(path = %self.path.display(), error = %e.error, line = %String::from_utf8_lossy(line), "line not written to the file; it is whole in this log line");
+            }
+        }
+        if self.lock().unsynced {
+            if let Err(e) = self.sync() {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot fsync a file sink being closed; its last lines survive a crash of the daemon, not a power loss");
             }
         }
     }

@@ -2,7 +2,7 @@
 //! snapshot, the pipeline, the sources, the reload loop and the watcher.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -14,7 +14,7 @@ use super::watcher;
 use crate::config::Config;
 use crate::dead_letter::DeadLetters;
 use crate::http::AppState;
-use crate::pipeline::{Pipeline, QueueSettings, Settle, Shared};
+use crate::pipeline::{Pipeline, QueueSettings, Settle};
 use crate::runtime::Runtime;
 use crate::shutdown::Trigger;
 use crate::sinks::SinkContext;
@@ -71,12 +71,11 @@ pub(super) async fn load(
         .context("loading plugins panicked")??;
     log_report(&report);
     let drain = Trigger::new();
-    let serving = Arc::new(OnceLock::new());
     let queue_settings = QueueSettings {
         config: snapshot.config.queue,
         capacity: queue,
         state_dir: &snapshot.config.state_dir.clone(),
-        settle: settle(dead_letters.clone(), serving.clone()),
+        settle: settle(sink_context.clone()),
     };
     let pipeline = Pipeline::start(
         snapshot,
@@ -89,7 +88,6 @@ pub(super) async fn load(
     )
     .context("cannot start the pipeline")?;
     let shared = pipeline.shared().clone();
-    let _ = serving.set(shared.clone());
     count_load(&stats, &report);
     let config = shared.snapshot().config.clone();
     let ctx = SourceContext {
@@ -142,18 +140,11 @@ pub(super) async fn load(
     })
 }
 
-/// The disk queue's [`Settle`]: what the sinks and the dead-letter log took
-/// so far is made durable before the queue writes acks. Until the pipeline
-/// serves (`serving` is set) no sink took anything, and only dead letters
-/// the queue itself wrote (`poison`, `corrupt_record`) need syncing.
-fn settle(dead_letters: DeadLetters, serving: Arc<OnceLock<Arc<Shared>>>) -> Settle {
+/// The disk queue's [`Settle`]: [`SinkContext::settle`], which reaches
+/// every file and webhook sink opened (those a reload replaced too) and the
+/// dead-letter log, whether or not the pipeline serves yet.
+fn settle(sinks: SinkContext) -> Settle {
     Arc::new(move || {
-        let synced = match serving.get() {
-            Some(shared) => shared.sync_outputs(),
-            None => dead_letters.flush().and_then(|()| dead_letters.sync()),
-        };
-        if let Err(e) = synced {
-            tracing::error!(error = %e, "cannot make what the sinks took durable before acknowledging it to the disk queue");
-        }
+        sinks.settle();
     })
 }

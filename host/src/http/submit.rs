@@ -2,6 +2,13 @@
 //! which answers 202 once the events are accepted or, with `?wait=true`,
 //! 200 with their reports once they are handled (both acknowledged through
 //! the [`Submitter`]).
+//!
+//! A queue that cannot take the events now answers 503 with `Retry-After`:
+//! full (`[server] queue`), its disk backlog at `[queue] max_bytes`, or
+//! unable to write to disk (a full disk: issue 12; logged, at most once a
+//! second); each counted.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, RETRY_AFTER};
@@ -59,15 +66,21 @@ pub(super) async fn accept(state: &AppState, events: Vec<Event>, wait: bool) -> 
     };
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     let ack = if wait { Ack::Report } else { Ack::Accepted };
+    let len = events.len();
     let receipt = match pipeline.try_submit(events, ack).await {
         Ok(receipt) => receipt,
-        Err(
-            e @ (SubmitError::Full { .. } | SubmitError::Backlog { .. } | SubmitError::Unavailable { .. }),
-        ) => {
+        Err(e @ SubmitError::Full { .. }) => {
             Stats::add(&state.stats.refused_queue_full, 1);
-            let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
+            return retry_later(&e, "1");
+        }
+        Err(e @ SubmitError::Backlog { .. }) => {
+            Stats::add(&state.stats.refused_queue_backlog, 1);
+            return retry_later(&e, "1");
+        }
+        Err(e @ SubmitError::Unavailable { .. }) => {
+            Stats::add(&state.stats.refused_queue_unavailable, 1);
+            log_unavailable(&e, len, &state.stats);
+            return retry_later(&e, UNAVAILABLE_RETRY_AFTER);
         }
         Err(e @ SubmitError::TooLarge { .. }) => {
             return error_response(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
@@ -92,4 +105,31 @@ pub(super) async fn accept(state: &AppState, events: Vec<Event>, wait: bool) -> 
         }
     }
     json_response(StatusCode::OK, &json!({ "ids": ids, "events": reports }))
+}
+
+/// `Retry-After` when the disk queue cannot write: a full disk is freed by
+/// someone, not by the workers draining the queue, so retrying every second
+/// would only add load.
+const UNAVAILABLE_RETRY_AFTER: &str = "5";
+
+/// 503 with `Retry-After: <secs>` and the reason.
+fn retry_later(e: &SubmitError, secs: &'static str) -> Resp {
+    let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(secs));
+    r
+}
+
+/// Logs a refusal because the disk queue cannot write, at most once a
+/// second (a full disk under load would log every request); the counter
+/// says how many there were.
+fn log_unavailable(e: &SubmitError, events: usize, stats: &Stats) {
+    static LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LOGGED_AT.swap(now, Relaxed) != now {
+        let refused = stats.refused_queue_unavailable.load(Relaxed);
+        tracing::warn!(error = %e, events, refused_total = refused, retry_after_s = UNAVAILABLE_RETRY_AFTER, "ingest refused with 503: the queue cannot write to disk");
+    }
 }

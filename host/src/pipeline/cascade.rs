@@ -3,6 +3,12 @@
 //! limit and the root event's cascade budget (`[router] max_cascade`,
 //! `max_cascade_bytes`; issue 16). Failures become dead letters; the
 //! report (when someone waits for a detailed one) says what happened.
+//!
+//! Debug builds only (`cfg(debug_assertions)`; release builds do not
+//! contain it): the test-only crash hook. With the environment variable
+//! `SWITCHYARD_TEST_ABORT_ON=<event name>`, a worker about to run the
+//! handlers of an event of that name calls `std::process::abort()`: the
+//! crash loop that makes an event `poison` (issue 12), caused on demand.
 
 use std::collections::VecDeque;
 
@@ -89,6 +95,8 @@ impl Cascade<'_> {
             tracing::debug!(event = %event.id, name = %event.name, "no route matched");
             return Vec::new();
         }
+        #[cfg(debug_assertions)]
+        abort_if_asked(event);
         let mut json = std::mem::take(&mut self.local.json);
         event.write_json(&mut json);
         stream.publish(&event.name, &json);
@@ -286,6 +294,18 @@ impl Cascade<'_> {
             .shared
             .dead_letters
             .write(event, Some(route), plugin, kind, message);
+    }
+}
+
+/// The test-only crash hook (see the module docs): aborts the process
+/// when `event` has the name in `SWITCHYARD_TEST_ABORT_ON` (read once).
+#[cfg(debug_assertions)]
+fn abort_if_asked(event: &Event) {
+    static ABORT_ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let on = ABORT_ON.get_or_init(|| std::env::var("SWITCHYARD_TEST_ABORT_ON").ok());
+    if on.as_deref() == Some(event.name.as_str()) {
+        tracing::error!(event = %event.id, name = %event.name, "SWITCHYARD_TEST_ABORT_ON names this event: aborting (test-only crash hook)");
+        std::process::abort();
     }
 }
 

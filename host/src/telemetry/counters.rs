@@ -89,6 +89,16 @@ counters! {
     refused_queue_full: Ingest,
         metric("queue_full_refusals", "Ingest requests refused with 503 because the queue was full"),
         json("refused_queue_full");
+    /// Requests refused with 503 because the disk queue held `[queue]
+    /// max_bytes` (issue 12).
+    refused_queue_backlog: Ingest,
+        metric("queue_backlog_refusals", "Ingest requests refused with 503 because the disk queue held [queue] max_bytes"),
+        json("refused_queue_backlog");
+    /// Requests refused with 503 because the disk queue could not write (a
+    /// full disk, an I/O error; issue 12).
+    refused_queue_unavailable: Ingest,
+        metric("queue_unavailable_refusals", "Ingest requests refused with 503 because the disk queue could not write (full disk, I/O error)"),
+        json("refused_queue_unavailable");
     /// fsyncs of the disk queue's log (one per group commit with
     /// `sync = "batch"`, one per interval with `"interval"`).
     queue_fsyncs: Ingest,
@@ -141,6 +151,11 @@ counters! {
     /// the exit code of a graceful stop 3 (issue 18, item 3). Neither
     /// exported nor shown: the per-sink `sink_errors` are.
     sink_lines_unwritten: DeadLetters;
+    /// Fsyncs of file sinks and the dead-letter log that failed when the
+    /// queue settled before releasing events (issue 12): each failed call.
+    sink_sync_errors: DeadLetters,
+        metric("sink_sync_errors", "Fsyncs of file sinks and the dead-letter log that failed when the queue settled before releasing events"),
+        json("sink_sync_errors");
     /// Reloads run (watcher, SIGHUP, `POST /v1/reload`).
     reloads: Daemon,
         metric("reloads", "Reloads run (watcher, SIGHUP, POST /v1/reload)"),
@@ -176,9 +191,10 @@ counters! {
     tail_lines: Daemon,
         metric("tail_lines", "Tailed lines submitted as events"),
         json("tail", "lines");
-    /// Tailed lines whose handling completed (the checkpoint may pass them).
+    /// Tailed lines the checkpoint may pass: their events were queued
+    /// durably (disk queue) or handled (memory queue).
     tail_lines_handled: Daemon,
-        metric("tail_lines_handled", "Tailed lines whose events were handled (checkpoints may pass them)"),
+        metric("tail_lines_handled", "Tailed lines the checkpoint may pass: their events were queued durably (disk queue) or handled (memory queue)"),
         json("tail", "lines_handled");
     /// Tail lines that are not events (invalid UTF-8, too long,
     /// unparsable, unfinished), written to dead letters.
@@ -206,6 +222,11 @@ counters! {
     tail_checkpoint_errors: Daemon,
         metric("tail_checkpoint_errors", "Tail checkpoint writes that failed"),
         json("tail", "checkpoint_errors");
+    /// Tail submits refused because the disk queue could not write (a full
+    /// disk): the source paused and read the same lines again (issue 12).
+    tail_queue_unavailable: Daemon,
+        metric("tail_queue_unavailable", "Tail submits refused because the disk queue could not write; the source paused and retried the same lines"),
+        json("tail", "queue_unavailable");
 }
 
 impl Stats {

@@ -260,13 +260,14 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE switchyard_"))
             .collect();
         let want = "build_info gauge;ready gauge;events_ingested_total counter;events_replayed_total counter;\
-            queue_full_refusals_total counter;queue_fsyncs_total counter;queue_write_errors_total counter;\
+            queue_full_refusals_total counter;queue_backlog_refusals_total counter;\
+            queue_unavailable_refusals_total counter;queue_fsyncs_total counter;queue_write_errors_total counter;\
             queue_redelivered_total counter;queue_poison_events_total counter;queue_torn_records_total counter;\
             queue_corrupt_records_total counter;events_routed_total counter;events_unmatched_total counter;\
             events_emitted_total counter;handler_invocations_total counter;handler_duration_seconds histogram;\
             handler_fuel_used histogram;plugin_log_lines_dropped_total counter;queue_depth gauge;\
             queue_capacity gauge;queue_disk_bytes gauge;queue_oldest_event_age_seconds gauge;dead_letters_total counter;dead_letter_write_errors_total counter;\
-            dead_letters_lost_total counter;sink_writes_total counter;sink_errors_total counter;\
+            dead_letters_lost_total counter;sink_sync_errors_total counter;sink_writes_total counter;sink_errors_total counter;\
             sink_retries_total counter;sink_pending gauge;stream_subscribers gauge;\
             stream_events_sent_total counter;stream_cutoffs_total counter;http_unauthorized_total counter;\
             reloads_total counter;reload_failures_total counter;plugins_compiled_total counter;\
@@ -274,7 +275,7 @@ mod tests {
             http_connections_refused_total counter;http_send_timeouts_total counter;tail_lines_total counter;\
             tail_lines_handled_total counter;tail_bad_lines_total counter;tail_rotations_total counter;\
             tail_truncations_total counter;tail_copytruncate_lost_bytes_total counter;\
-            tail_files_missing_total counter;tail_checkpoint_errors_total counter";
+            tail_files_missing_total counter;tail_checkpoint_errors_total counter;tail_queue_unavailable_total counter";
         assert_eq!(got.join(";"), want);
     }
 }

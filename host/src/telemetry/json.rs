@@ -139,12 +139,12 @@ mod tests {
         let v = stats.to_json();
         let mut got = Vec::new();
         keys(&v, "", &mut got);
-        let want = "ingested ingested_by_source refused_queue_full disk_queue unmatched emitted routed \
+        let want = "ingested ingested_by_source refused_queue_full refused_queue_backlog refused_queue_unavailable disk_queue unmatched emitted routed \
             invocations_ok invocation_failures plugins plugin_log_lines_dropped dead_letters \
-            dead_letters_by_kind dead_letter_errors dead_letters_lost reloads reload_failures \
+            dead_letters_by_kind dead_letter_errors dead_letters_lost sink_sync_errors reloads reload_failures \
             plugins_compiled plugins_from_cache plugin_load_errors tail tail.lines \
             tail.lines_handled tail.bad_lines tail.rotations tail.truncations \
-            tail.copytruncate_lost_bytes tail.files_missing tail.checkpoint_errors sink_errors \
+            tail.copytruncate_lost_bytes tail.files_missing tail.checkpoint_errors tail.queue_unavailable sink_errors \
             sinks stream stream.subscribers stream.sent stream.cutoffs";
         assert_eq!(got.join(" "), want);
         assert_eq!(v["tail"]["lines"], 2);

@@ -4,6 +4,11 @@
 //! real HTTP; the `switchyard` command line ([`switchyard`], [`run`]); and
 //! [`wait_until`], the one way to wait for something to happen. Tests start
 //! daemons, run the command line and wait only through these.
+//!
+//! The queue the daemons run on: `SWITCHYARD_TEST_QUEUE=memory|disk`
+//! appends `[queue]\ntype = "<value>"` to every config without a `[queue]`
+//! section ([`test_queue`]) before a daemon starts on it; unset, the
+//! default (disk) applies. `make test` runs the suite both ways.
 
 use std::ffi::OsStr;
 use std::fmt::Display;
@@ -106,6 +111,39 @@ pub async fn run_into_closed_pipe(mut command: Command) -> Output {
         .unwrap()
 }
 
+/// Appends `[queue]\ntype = "<SWITCHYARD_TEST_QUEUE>"` to the config at
+/// `path` when the variable is set and the config has no `[queue]` section
+/// (so that the whole suite runs on either queue); does nothing otherwise,
+/// or when there is no file there (a test about a missing config).
+pub fn test_queue(path: &Path) {
+    let Ok(kind) = std::env::var("SWITCHYARD_TEST_QUEUE") else {
+        return;
+    };
+    assert!(
+        kind == "memory" || kind == "disk",
+        "SWITCHYARD_TEST_QUEUE is memory or disk, not {kind:?}"
+    );
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    if text.lines().any(|l| l.trim() == "[queue]") {
+        return;
+    }
+    let sep = if text.ends_with('\n') || text.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
+    std::fs::write(path, format!("{text}{sep}\n[queue]\ntype = \"{kind}\"\n")).unwrap();
+}
+
+/// Whether the suite runs on the memory queue (`SWITCHYARD_TEST_QUEUE`),
+/// for the few tests whose expectations differ by queue (what a tail
+/// checkpoint passes, which duplicates a crash makes), each saying why.
+pub fn memory_queue() -> bool {
+    std::env::var("SWITCHYARD_TEST_QUEUE").is_ok_and(|q| q == "memory")
+}
+
 pub struct TestDaemon {
     pub dir: TempDir,
     pub addr: SocketAddr,
@@ -152,6 +190,7 @@ impl TestDaemon {
     /// Binds the daemon's listeners on a folder made earlier without loading
     /// its plugins yet: `/readyz` says starting until [`Bound::load`].
     pub async fn bind(dir: TempDir) -> Bound {
+        test_queue(&dir.path().join("router.toml"));
         let config = Config::load(&dir.path().join("router.toml")).unwrap_or_else(|e| panic!("{e}"));
         let starting = tokio::time::timeout(PATIENCE, Daemon::bind(config))
             .await
@@ -166,6 +205,7 @@ impl TestDaemon {
 
     /// Starts the daemon on a folder made earlier (e.g. to restart it).
     pub async fn start_in(dir: TempDir) -> TestDaemon {
+        test_queue(&dir.path().join("router.toml"));
         let config = Config::load(&dir.path().join("router.toml")).unwrap_or_else(|e| panic!("{e}"));
         let daemon = tokio::time::timeout(PATIENCE, Daemon::start(config))
             .await

@@ -282,10 +282,14 @@ async fn eventlib_form_by_query_and_by_body() {
 }
 
 /// A tiny queue and a slow handler: some requests get 503 with Retry-After,
-/// and every event that got 202 is handled.
+/// and every event that got 202 is handled. The memory queue's bound,
+/// `[server] queue` (the disk queue's is `max_bytes`, below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_503_and_no_accepted_event_lost() {
     let toml = r#"
+[queue]
+type = "memory"
+
 [plugin.slow]
 fuel = 1_000_000_000_000
 timeout = "20ms"
@@ -343,6 +347,70 @@ path = "archive.ndjson"
     accepted.sort();
     assert_eq!(handled, accepted, "exactly the accepted events were handled");
     assert_eq!(d.dead_letters().len(), accepted.len(), "each timed out once");
+}
+
+/// The disk queue's bound (issue 12): past `[queue] max_bytes` of backlog
+/// on disk, 503 with `Retry-After: 1`, counted; every event that got 202
+/// is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_backlog_at_max_bytes_answers_503_and_loses_nothing() {
+    let toml = r#"
+[queue]
+type = "disk"
+max_bytes = "64KiB"
+
+[plugin.slow]
+fuel = 1_000_000_000_000
+timeout = "20ms"
+
+[[route]]
+name = "slow"
+handlers = ["slow"]
+sinks = ["archive"]
+
+[sink.archive]
+type = "file"
+path = "archive.ndjson"
+"#;
+    let mut d = TestDaemon::start_with(toml, &[("slow", fixtures::endless_loop())], "workers = 1").await;
+    let pad = "x".repeat(4000);
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for i in 0..60 {
+        let r = d
+            .post_json(
+                "/v1/events",
+                &json!({"name": "a.Slow", "data": {"i": i, "pad": pad}}),
+            )
+            .await;
+        match r.status.as_u16() {
+            202 => accepted.push(r.body["ids"][0].as_str().unwrap().to_string()),
+            503 => {
+                refused += 1;
+                assert_eq!(r.headers["retry-after"], "1");
+                assert!(
+                    r.body["error"].as_str().unwrap().contains("disk queue is full"),
+                    "{}",
+                    r.body
+                );
+            }
+            other => panic!("unexpected {other}: {}", r.body),
+        }
+    }
+    assert!(
+        refused > 0,
+        "240 KB of events posted faster than a 20 ms handler drains them into 64 KiB"
+    );
+    let stats = d.get("/v1/stats").await.body;
+    assert_eq!(stats["refused_queue_backlog"], refused, "{stats}");
+    d.shutdown().await;
+    let mut handled: Vec<String> = d
+        .lines("archive.ndjson")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().into())
+        .collect();
+    handled.sort();
+    accepted.sort();
+    assert_eq!(handled, accepted, "exactly the accepted events were handled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -383,3 +383,78 @@ async fn an_undeliverable_webhook_event_makes_the_exit_status_3() {
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(code, 0);
 }
+
+/// Issue 12, end-to-end acknowledgement: with the disk queue an event
+/// leaves the queue only once its webhook had a 2xx for it. Events handled
+/// while the receiver is down wait in the sink (retrying); `kill -9` then
+/// loses nothing: the restarted daemon handles them again and a receiver
+/// that is up gets every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_events_survive_kill_9_while_the_receiver_is_down() {
+    let (down, refused) = receiver(StatusCode::SERVICE_UNAVAILABLE, None).await;
+    let queue = "[queue]\ntype = \"disk\"\n";
+    // Retried for a minute or more: never dead-lettered during the test.
+    let setup = |addr: SocketAddr| {
+        let hook = config(addr, 100).replace("max_backoff = \"40ms\"", "max_backoff = \"1s\"");
+        format!("{hook}\n{queue}")
+    };
+    let dir = crate::harness::write_setup("", &setup(down), &[("log", fixtures::logger())]);
+    let cfg = dir.path().join("router.toml");
+    let mut first = crate::harness::Binary::start(&cfg);
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"name": "w.Event", "data": {"i": i}}))
+        .collect();
+    let r = crate::harness::request(
+        first.addr,
+        "POST",
+        "/v1/events",
+        &[("content-type", "application/json")],
+        Value::Array(batch).to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let ids: Vec<String> = r.body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    // Every event handled and waiting in the webhook sink, which retries.
+    let addr = first.addr;
+    wait_until("all ten pending in the webhook", PATIENCE, async || {
+        let stats = crate::harness::request(addr, "GET", "/v1/stats", &[], Vec::new())
+            .await
+            .body;
+        stats["sinks"]["hook"]["pending"] == 10 && refused.lock().unwrap().requests >= 3
+    })
+    .await;
+    first.kill();
+    assert!(refused.lock().unwrap().delivered.is_empty());
+
+    let (up, seen) = receiver(StatusCode::OK, Some(0)).await;
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(&down.to_string(), &up.to_string()),
+    )
+    .unwrap();
+    let mut second = crate::harness::Binary::start(&cfg);
+    let got = || -> Vec<String> {
+        let s = seen.lock().unwrap();
+        s.delivered
+            .iter()
+            .flatten()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    wait_until(
+        lazy(|| format!("every event delivered after the restart: {:?}", got())),
+        PATIENCE,
+        async || ids.iter().all(|id| got().contains(id)),
+    )
+    .await;
+    let status = second.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    assert!(crate::harness::read_ndjson(&dir.path().join("dead.ndjson")).is_empty());
+}

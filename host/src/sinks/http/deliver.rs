@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::retry::{backoff, parse_retry_after, retryable};
-use super::{lock, Delivery, HttpClient};
+use super::{lock, Batch, Delivery, HttpClient};
 use crate::config::BatchFormat;
 use crate::event::Event;
 use crate::sinks::SinkContext;
@@ -24,11 +24,11 @@ const QUOTED_BODY: usize = 300;
 
 pub(super) async fn deliver_all(
     inner: Arc<Delivery>,
-    mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
     client: HttpClient,
     ctx: SinkContext,
 ) {
-    while let Some(batch) = rx.recv().await {
+    while let Some(Batch { lines: batch, end }) = rx.recv().await {
         let n = batch.len();
         if let Err(why) = deliver(&inner, &client, &batch).await {
             let message = format!("webhook {}: {why}", inner.config.url);
@@ -43,10 +43,9 @@ pub(super) async fn deliver_all(
         }
         inner.pending.fetch_sub(n, Relaxed);
         inner.metrics.pending.dec_by(n as i64);
+        inner.taken(end);
     }
-    let (done, cv) = &inner.finished;
-    *lock(done) = true;
-    cv.notify_all();
+    inner.finished();
 }
 
 /// Sends one batch, retrying; the error says why it was given up.

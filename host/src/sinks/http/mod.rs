@@ -17,8 +17,17 @@
 //! not yet delivered are only in memory; at most `max_pending` of them, past
 //! which writes fail and the pipeline's workers dead-letter those events instead.
 //! At shutdown, delivery goes on for up to [`CLOSE_GRACE`]; whatever is
-//! still undelivered then is dead-lettered, never dropped. Only a crash
-//! (SIGKILL, power loss) loses the events still in memory.
+//! still undelivered then is dead-lettered, never dropped.
+//!
+//! Settling (issue 12, end-to-end acknowledgement): every event written
+//! gets a sequence number, under the same lock that hands batches to the
+//! delivery task, so batches reach the task, and complete, in that order;
+//! the task records the number past the last event of each batch it
+//! delivered or dead-lettered. [`Delivery::settle`] blocks until that mark
+//! passes what was written before the call (or the task has ended). The
+//! disk queue releases an event only once its sinks settled, so a crash
+//! (SIGKILL) loses nothing a webhook held: the event is handled again after
+//! the restart. With the memory queue, a crash loses what is still here.
 
 mod deliver;
 mod retry;
@@ -59,10 +68,11 @@ pub struct HttpSink {
 pub(super) struct Delivery {
     name: String,
     config: HttpSinkConfig,
-    /// The batch being filled by workers.
-    batch: Mutex<Vec<Bytes>>,
+    /// The batch being filled by workers. Batches are handed to the task
+    /// under this lock, so they reach it in the order of their events.
+    batch: Mutex<Filling>,
     /// `None` once closed: the delivery task finishes what it has and ends.
-    tx: Mutex<Option<mpsc::UnboundedSender<Vec<Bytes>>>>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Batch>>>,
     /// Events written and not yet delivered or dead-lettered.
     pending: AtomicUsize,
     metrics: Arc<SinkMetrics>,
@@ -70,7 +80,32 @@ pub(super) struct Delivery {
     closing: AtomicBool,
     deadline: Mutex<Option<Instant>>,
     wake: Notify,
-    finished: (Mutex<bool>, Condvar),
+    /// How far the delivery task got, for [`Delivery::settle`] and
+    /// [`Delivery::wait`].
+    progress: (Mutex<Progress>, Condvar),
+}
+
+/// The batch workers are filling.
+struct Filling {
+    lines: Vec<Bytes>,
+    /// Events ever written to this sink: the sequence number the next one
+    /// gets.
+    written: u64,
+}
+
+/// A batch handed to the delivery task.
+pub(super) struct Batch {
+    lines: Vec<Bytes>,
+    /// The sequence number past its last event.
+    end: u64,
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Every event numbered below this was delivered or dead-lettered.
+    taken: u64,
+    /// The delivery task has ended: nothing it held is left.
+    finished: bool,
 }
 
 impl HttpSink {
@@ -79,14 +114,17 @@ impl HttpSink {
         let inner = Arc::new(Delivery {
             name: name.to_string(),
             config: config.clone(),
-            batch: Mutex::new(Vec::with_capacity(config.batch)),
+            batch: Mutex::new(Filling {
+                lines: Vec::with_capacity(config.batch),
+                written: 0,
+            }),
             tx: Mutex::new(Some(tx)),
             pending: AtomicUsize::new(0),
             metrics: ctx.stats.metrics.sink(name),
             closing: AtomicBool::new(false),
             deadline: Mutex::new(None),
             wake: Notify::new(),
-            finished: (Mutex::new(false), Condvar::new()),
+            progress: (Mutex::new(Progress::default()), Condvar::new()),
         });
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.timeout));
@@ -110,36 +148,81 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Delivery {
-    /// Hands a batch to the delivery task; gives it back if closed.
-    fn send(&self, batch: Vec<Bytes>) -> Result<(), Vec<Bytes>> {
+    /// Hands the batch being filled to the delivery task (under its lock,
+    /// which keeps batches in order); gives the events back if closed.
+    fn hand_over(&self, filling: &mut Filling) -> Result<(), Vec<Bytes>> {
+        if filling.lines.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch {
+            lines: std::mem::replace(&mut filling.lines, Vec::with_capacity(self.config.batch)),
+            end: filling.written,
+        };
         match lock(&self.tx).as_ref() {
-            Some(tx) => tx.send(batch).map_err(|e| e.0),
-            None => Err(batch),
+            Some(tx) => tx.send(batch).map_err(|e| e.0.lines),
+            None => Err(batch.lines),
         }
     }
 
     /// Stops accepting; delivery goes on until `deadline`.
     pub(super) fn close(&self, deadline: Instant) {
-        let rest = std::mem::take(&mut *lock(&self.batch));
-        if !rest.is_empty() {
-            // Cannot fail: the sender is still there.
-            let _ = self.send(rest);
-        }
+        let mut filling = lock(&self.batch);
+        // Cannot fail: the sender is still there (or was taken by a drop,
+        // which handed the batch over first).
+        let _ = self.hand_over(&mut filling);
         *lock(&self.deadline) = Some(deadline);
         self.closing.store(true, Relaxed);
         lock(&self.tx).take();
+        drop(filling);
         self.wake.notify_one();
+    }
+
+    /// Blocks until every event written before the call was delivered or
+    /// dead-lettered, or the delivery task has ended (at shutdown, after
+    /// [`SinkContext::close`], which dead-letters what is left; or once a
+    /// sink a reload replaced has delivered what it held). Hands over the
+    /// batch being filled first. Events that can no longer reach the task
+    /// (closed) are dead-lettered here.
+    pub(super) fn settle(&self, ctx: &SinkContext) {
+        let upto = {
+            let mut filling = lock(&self.batch);
+            let handed = self.hand_over(&mut filling);
+            let upto = filling.written;
+            drop(filling);
+            if let Err(back) = handed {
+                self.refuse(ctx, back, 0);
+            }
+            upto
+        };
+        let (progress, cv) = &self.progress;
+        let _done = cv
+            .wait_while(lock(progress), |p| p.taken < upto && !p.finished)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+
+    /// The delivery task is done with every event numbered below `end`.
+    fn taken(&self, end: u64) {
+        let (progress, cv) = &self.progress;
+        let mut p = lock(progress);
+        p.taken = p.taken.max(end);
+        cv.notify_all();
+    }
+
+    /// The delivery task has ended.
+    fn finished(&self) {
+        let (progress, cv) = &self.progress;
+        lock(progress).finished = true;
+        cv.notify_all();
     }
 
     /// Blocks until the delivery task has ended, or `timeout` passes;
     /// whether it ended.
     pub(super) fn wait(&self, timeout: Duration) -> bool {
-        let (done, cv) = &self.finished;
-        let guard = lock(done);
-        let (guard, _) = cv
-            .wait_timeout_while(guard, timeout, |finished| !*finished)
+        let (progress, cv) = &self.progress;
+        let (p, _) = cv
+            .wait_timeout_while(lock(progress), timeout, |p| !p.finished)
             .unwrap_or_else(|p| p.into_inner());
-        *guard
+        p.finished
     }
 
     pub(super) fn name(&self) -> &str {
@@ -148,6 +231,24 @@ impl Delivery {
 
     fn past_deadline(&self) -> bool {
         self.closing.load(Relaxed) && lock(&self.deadline).is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Events that cannot reach the delivery task (the sink was closed,
+    /// which only happens once workers have stopped): `back`, already
+    /// accepted, go to dead letters here; `also` more are left to the
+    /// caller.
+    fn refuse(&self, ctx: &SinkContext, back: Vec<Bytes>, also: usize) -> io::Error {
+        let n = back.len() + also;
+        self.pending.fetch_sub(n, Relaxed);
+        self.metrics.pending.dec_by(n as i64);
+        self.metrics.errors.inc_by(back.len() as u64);
+        dead_letter(
+            ctx,
+            &self.name,
+            &back,
+            "the webhook sink was closed before delivery",
+        );
+        io::Error::other("the webhook sink is closed")
     }
 }
 
@@ -162,41 +263,34 @@ impl Sink for HttpSink {
             ));
             return Err(SinkError::one(error, event_json));
         }
-        let full = {
-            let mut batch = lock(&inner.batch);
-            batch.push(Bytes::copy_from_slice(event_json));
+        let handed = {
+            let mut filling = lock(&inner.batch);
+            filling.lines.push(Bytes::copy_from_slice(event_json));
+            filling.written += 1;
             inner.pending.fetch_add(1, Relaxed);
             inner.metrics.pending.inc();
-            if batch.len() >= inner.config.batch {
-                Some(std::mem::replace(
-                    &mut *batch,
-                    Vec::with_capacity(inner.config.batch),
-                ))
+            if filling.lines.len() >= inner.config.batch {
+                inner.hand_over(&mut filling)
             } else {
-                None
+                Ok(())
             }
         };
-        if let Some(full) = full {
-            if let Err(mut back) = inner.send(full) {
-                // This event is the last one; the caller dead-letters it.
-                back.pop();
-                let error = self.refuse(back, 1);
-                return Err(SinkError::one(error, event_json));
-            }
+        if let Err(mut back) = handed {
+            // This event is the last one; the caller dead-letters it.
+            back.pop();
+            let error = inner.refuse(&self.ctx, back, 1);
+            return Err(SinkError::one(error, event_json));
         }
         Ok(())
     }
 
     fn flush(&self) -> Result<(), SinkError> {
-        let rest = std::mem::take(&mut *lock(&self.inner.batch));
-        if rest.is_empty() {
-            return Ok(());
-        }
-        match self.inner.send(rest) {
+        let handed = self.inner.hand_over(&mut lock(&self.inner.batch));
+        match handed {
             Ok(()) => Ok(()),
             // Already dead-lettered: nothing is handed back.
             Err(back) => Err(SinkError {
-                error: self.refuse(back, 0),
+                error: self.inner.refuse(&self.ctx, back, 0),
                 unwritten: Vec::new(),
             }),
         }
@@ -224,33 +318,16 @@ impl Sink for HttpSink {
     }
 }
 
-impl HttpSink {
-    /// A batch that cannot reach the delivery task (the sink was closed,
-    /// which only happens once workers have stopped): its events, already
-    /// accepted, go to dead letters here; `also` more are left to the caller.
-    fn refuse(&self, back: Vec<Bytes>, also: usize) -> io::Error {
-        let n = back.len() + also;
-        self.inner.pending.fetch_sub(n, Relaxed);
-        self.inner.metrics.pending.dec_by(n as i64);
-        self.inner.metrics.errors.inc_by(back.len() as u64);
-        dead_letter(
-            &self.ctx,
-            &self.inner.name,
-            &back,
-            "the webhook sink was closed before delivery",
-        );
-        io::Error::other("the webhook sink is closed")
-    }
-}
-
 impl Drop for HttpSink {
     /// A sink replaced by a reload: its delivery task finishes what it has.
     fn drop(&mut self) {
-        let rest = std::mem::take(&mut *lock(&self.inner.batch));
-        if !rest.is_empty() {
-            let _ = self.inner.send(rest);
-        }
+        let mut filling = lock(&self.inner.batch);
+        let handed = self.inner.hand_over(&mut filling);
         lock(&self.inner.tx).take();
+        drop(filling);
+        if let Err(back) = handed {
+            self.inner.refuse(&self.ctx, back, 0);
+        }
     }
 }
 

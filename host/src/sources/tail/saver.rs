@@ -9,8 +9,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::checkpoint::{Checkpoint, Store};
-use crate::pipeline::Shared;
+use crate::sources::SourceContext;
 use crate::telemetry::Stats;
+
+/// Makes durable what the checkpointed lines wrote before a checkpoint
+/// passes them (fsyncs), naming what failed: after a power loss the
+/// checkpoint must not point past lines that were lost.
+type BeforeSave = Box<dyn Fn() -> std::io::Result<()> + Send>;
 
 /// How long a failed write waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -38,7 +43,19 @@ pub struct Saver {
 }
 
 impl Saver {
-    pub fn start(store: Store, shared: Arc<Shared>) -> std::io::Result<Saver> {
+    /// Starts the thread. With a `durable` queue the checkpointed lines'
+    /// events are durable once accepted, and only the dead letters of lines
+    /// that are not events are fsynced before a save; otherwise the sinks
+    /// the events went to are too.
+    pub fn start(store: Store, ctx: &SourceContext, durable: bool) -> std::io::Result<Saver> {
+        let before: BeforeSave = if durable {
+            let dead_letters = ctx.dead_letters.clone();
+            Box::new(move || dead_letters.sync())
+        } else {
+            let outputs = ctx.outputs.clone();
+            Box::new(move || outputs.sync_outputs())
+        };
+        let stats = ctx.stats.clone();
         let state = Arc::new(State {
             slot: Mutex::new(Slot::default()),
             cv: Condvar::new(),
@@ -46,7 +63,7 @@ impl Saver {
         let s = state.clone();
         let thread = std::thread::Builder::new()
             .name("tail-checkpoint".into())
-            .spawn(move || run(&s, &store, &shared))?;
+            .spawn(move || run(&s, &store, &stats, &before))?;
         Ok(Saver {
             state,
             thread: Some(thread),
@@ -78,18 +95,15 @@ impl Drop for Saver {
     }
 }
 
-fn run(state: &State, store: &Store, shared: &Shared) {
+fn run(state: &State, store: &Store, stats: &Stats, before: &BeforeSave) {
     let mut failing = false;
     let mut slot = state.lock();
     loop {
         if let Some(cp) = slot.next.take() {
             drop(slot);
-            // Makes durable what the checkpointed lines wrote to file sinks
-            // and dead letters: after a power loss the checkpoint must not
-            // point past lines the sinks lost. (A `kill -9` needs no fsync:
-            // written data is in the kernel by the time a line counts as
-            // handled.)
-            let result = shared.sync_outputs().and_then(|()| store.save(&cp));
+            // (A `kill -9` needs no fsync: written data is in the kernel by
+            // the time a line counts as complete.)
+            let result = before().and_then(|()| store.save(&cp));
             slot = state.lock();
             match result {
                 Ok(()) => {
@@ -99,7 +113,7 @@ fn run(state: &State, store: &Store, shared: &Shared) {
                     }
                 }
                 Err(e) => {
-                    Stats::add(&shared.stats().tail_checkpoint_errors, 1);
+                    Stats::add(&stats.tail_checkpoint_errors, 1);
                     if !failing {
                         failing = true;
                         tracing::error!(checkpoint = %store.path().display(), error = %e, "cannot write the checkpoint; lines are still handled, but after a restart they would be read again; retrying");

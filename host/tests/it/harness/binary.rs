@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{switchyard, wait_until};
+use super::{switchyard, test_queue, wait_until};
 
 /// The real `switchyard run` binary on a config, with its stderr collected.
 pub struct Binary {
@@ -50,26 +50,32 @@ impl Binary {
 
     /// With options before `run`, e.g. `--log-format json`.
     pub fn start_with(config: &Path, global: &[&str]) -> Binary {
-        Binary::spawn(config, global, false, None)
+        Binary::spawn(config, global, false, None, &[])
+    }
+
+    /// With environment variables set, e.g. the test-only crash hook
+    /// `SWITCHYARD_TEST_ABORT_ON` (debug builds).
+    pub fn start_env(config: &Path, env: &[(&str, &str)]) -> Binary {
+        Binary::spawn(config, &[], false, None, env)
     }
 
     /// Run from the working directory `cwd`, with `config` passed as given
     /// (relative paths are relative to `cwd`).
     pub fn start_from(cwd: &Path, config: &Path) -> Binary {
-        Binary::spawn(config, &[], false, Some(cwd))
+        Binary::spawn(config, &[], false, Some(cwd), &[])
     }
 
     /// Returns as soon as the daemon has bound its listeners, while it is
     /// still loading plugins (`/readyz` says starting).
     pub fn start_early(config: &Path) -> Binary {
-        Binary::spawn(config, &[], true, None)
+        Binary::spawn(config, &[], true, None, &[])
     }
 
     /// Runs `switchyard run --config <config>` from `cwd` expecting it to
     /// be refused: waits up to `within` for it to exit by itself (killing
     /// it and failing otherwise) and returns its exit status and log.
     pub async fn refused(cwd: &Path, config: &Path, within: Duration) -> (std::process::ExitStatus, String) {
-        let (child, log, reader, _) = Binary::launch(config, &[], false, Some(cwd));
+        let (child, log, reader, _) = Binary::launch(config, &[], false, Some(cwd), &[]);
         // A refused daemon never listens: no address, but killed on drop
         // (a timeout's panic) like any other.
         let mut binary = Binary {
@@ -88,8 +94,14 @@ impl Binary {
         (status, binary.log_lines().join("\n"))
     }
 
-    fn spawn(config: &Path, global: &[&str], early: bool, cwd: Option<&Path>) -> Binary {
-        let (child, log, reader, rx) = Binary::launch(config, global, early, cwd);
+    fn spawn(
+        config: &Path,
+        global: &[&str],
+        early: bool,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Binary {
+        let (child, log, reader, rx) = Binary::launch(config, global, early, cwd, env);
         let addr = rx
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("the daemon must log its listening address")
@@ -103,7 +115,7 @@ impl Binary {
         }
     }
 
-    /// Spawns `switchyard [global] run --config <config>` with a thread
+    /// Spawns `switchyard [global] run --config <config>` (with `env`) with a thread
     /// collecting its stderr lines, which sends the listening address
     /// (see [`listening_addr`]) on the returned channel.
     #[allow(clippy::type_complexity)]
@@ -112,6 +124,7 @@ impl Binary {
         global: &[&str],
         early: bool,
         cwd: Option<&Path>,
+        env: &[(&str, &str)],
     ) -> (
         std::process::Child,
         std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -119,6 +132,7 @@ impl Binary {
         std::sync::mpsc::Receiver<String>,
     ) {
         use std::io::BufRead;
+        test_queue(&cwd.map_or_else(|| config.to_path_buf(), |cwd| cwd.join(config)));
         let mut command = switchyard(global);
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
@@ -127,6 +141,7 @@ impl Binary {
             .args(["run", "--config"])
             .arg(config)
             .env("SWITCHYARD_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -174,6 +189,24 @@ impl Binary {
             Duration::from_secs(60),
             async || self.child.try_wait().unwrap().is_some(),
         )
+        .await;
+        self.exited()
+    }
+
+    /// Kills the daemon with SIGKILL (`kill -9`): no drain, no flush, no
+    /// last checkpoint. Returns once it is gone and its log is complete.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.exited();
+    }
+
+    /// Waits (bounded by `within`) for the daemon to exit by itself, e.g.
+    /// after the test-only crash hook aborted it; its exit status.
+    pub async fn exit_within(&mut self, within: Duration) -> std::process::ExitStatus {
+        wait_until("the daemon to exit by itself", within, async || {
+            self.child.try_wait().unwrap().is_some()
+        })
         .await;
         self.exited()
     }

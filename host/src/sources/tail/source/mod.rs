@@ -9,10 +9,14 @@
 //! was truncated (copytruncate): lines not yet read are read from the copy
 //! when one is found next to it, and the file is read again from 0.
 //!
-//! Lines go to the submitter in batches; each event has a [`Handled`], and
-//! a batch is complete when all of them have resolved. Batches complete in
-//! order per file, so the checkpoint of a file is the end of its last
-//! complete batch: every line before it has been handled.
+//! Lines go to the submitter in batches. With a durable queue (disk,
+//! issue 12) a batch is complete once accepted: it survives `kill -9`
+//! there. Otherwise (memory) each event has a [`Handled`], and a batch is
+//! complete when all of them have resolved. Batches complete in order per
+//! file, so the checkpoint of a file is the end of its last complete batch:
+//! every line before it has been queued durably, or handled. A queue that
+//! cannot write (a full disk) pauses reading (`pause`); the refused lines
+//! are read again.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, Metadata};
@@ -40,6 +44,7 @@ use crate::telemetry::Stats;
 
 mod copies;
 mod discover;
+mod pause;
 mod read;
 
 use read::{BadOut, Parsed};
@@ -80,7 +85,8 @@ pub fn open(cfg: TailSource, ctx: &SourceContext) -> Result<Tail, TailError> {
     let store = Store::open(&ctx.state_dir, &cfg.path)?;
     let checkpoint = store.load(&cfg.path)?;
     let checkpoint_path = store.path().to_path_buf();
-    let saver = Saver::start(store, ctx.outputs.clone()).map_err(|source| TailError::Thread {
+    let durable = ctx.submitter.durable();
+    let saver = Saver::start(store, ctx, durable).map_err(|source| TailError::Thread {
         path: cfg.path.clone(),
         source,
     })?;
@@ -94,6 +100,8 @@ pub fn open(cfg: TailSource, ctx: &SourceContext) -> Result<Tail, TailError> {
         saver,
         checkpoint_path,
         submitter: ctx.submitter.clone(),
+        durable,
+        pause: pause::Pause::new(),
         dead_letters: ctx.dead_letters.clone(),
         stats: ctx.stats.clone(),
         waker: Waker::from(signal.clone()),
@@ -214,6 +222,9 @@ struct Batch {
     /// The offset after the batch's last line.
     end: u64,
     end_line: Option<LineMark>,
+    /// Its events (lines that are events).
+    events: u64,
+    /// Empty with a durable queue: accepted, the batch is complete.
     handled: Vec<Handled>,
     /// Events before this one are handled.
     next: usize,
@@ -227,6 +238,10 @@ pub struct Tail {
     saver: Saver,
     checkpoint_path: PathBuf,
     submitter: Arc<dyn Submitter>,
+    /// Accepted survives `kill -9`: a batch is complete once accepted.
+    durable: bool,
+    /// Reading waits while the queue cannot write.
+    pause: pause::Pause,
     dead_letters: DeadLetters,
     stats: Arc<Stats>,
     signal: Arc<Signal>,
@@ -248,6 +263,7 @@ pub struct Tail {
     dirty: bool,
     last_save: Instant,
     last_poll: Instant,
+    /// Events per submit; halved when the queue says a batch never fits.
     batch_max: usize,
     chunk: Vec<u8>,
     parsed: Vec<Parsed>,
@@ -328,6 +344,9 @@ impl Tail {
 
     fn next_timeout(&self) -> Duration {
         let mut t = POLL.saturating_sub(self.last_poll.elapsed());
+        if let Some(paused) = self.pause.remaining() {
+            t = t.min(paused);
+        }
         if self.dirty {
             t = t.min(SAVE_EVERY.saturating_sub(self.last_save.elapsed()));
         }

@@ -37,6 +37,17 @@ pub(super) struct BadOut {
     pub(super) bytes: Vec<u8>,
 }
 
+/// What became of a submit.
+enum Submitted {
+    /// Per event, what says when it is handled (none with a durable queue).
+    Accepted(Vec<Handled>),
+    /// The queue cannot write (a full disk), for this reason.
+    Unavailable(String),
+    /// The batch is more than the queue ever holds at once (`[queue]
+    /// max_bytes`, `[server] queue`), as this error says.
+    TooBig(String),
+}
+
 pub(super) struct Parsed {
     pub(super) out: Out,
     pub(super) end: u64,
@@ -46,6 +57,9 @@ pub(super) struct Parsed {
 impl Tail {
     /// Reads one chunk from every file that has more; true if any had.
     pub(super) fn read_all(&mut self) -> Result<bool, Halt> {
+        if self.pause.remaining().is_some() {
+            return Ok(false);
+        }
         let mut progressed = false;
         let mut i = 0;
         while i < self.tailers.len() {
@@ -117,12 +131,14 @@ impl Tail {
         };
         t.size = size;
         t.grew = Instant::now();
+        // Where reading goes on if the queue refuses these lines.
+        let before = (t.lines.consumed(), t.last_line);
         // Both buffers are kept from one read to the next.
         let chunk = std::mem::take(&mut self.chunk);
         let mut parsed = std::mem::take(&mut self.parsed);
         self.parse(i, &chunk[..got], &mut parsed);
         self.chunk = chunk;
-        let result = self.submit_parsed(i, parsed.drain(..));
+        let result = self.submit_parsed(i, before, parsed.drain(..));
         self.parsed = parsed;
         result?;
         Ok(got > 0)
@@ -189,8 +205,17 @@ impl Tail {
         }
     }
 
-    fn submit_parsed(&mut self, i: usize, parsed: impl ExactSizeIterator<Item = Parsed>) -> Result<(), Halt> {
+    /// Submits the lines parsed from one read, which started after the
+    /// line `before` (its end and mark) ends; when the queue cannot write,
+    /// the file is read again from the first line refused, after a pause.
+    fn submit_parsed(
+        &mut self,
+        i: usize,
+        before: (u64, Option<LineMark>),
+        parsed: impl ExactSizeIterator<Item = Parsed>,
+    ) -> Result<(), Halt> {
         let key = self.tailers[i].key;
+        let (mut from, mut from_line) = before;
         let mut rest = parsed.peekable();
         while rest.peek().is_some() {
             let n = rest.len().min(self.batch_max);
@@ -209,9 +234,28 @@ impl Tail {
             let handled = if events.is_empty() {
                 Vec::new()
             } else {
-                let handled = self.submit(events)?;
-                Stats::add(&self.stats().tail_lines, n);
-                handled
+                match self.submit(events)? {
+                    Submitted::Accepted(handled) => {
+                        Stats::add(&self.stats().tail_lines, n);
+                        handled
+                    }
+                    Submitted::Unavailable(reason) => {
+                        Stats::add(&self.stats.tail_queue_unavailable, 1);
+                        self.pause.refused(&self.cfg.path, &self.tailers[i].path, &reason);
+                        self.reread(i, from, from_line);
+                        return Ok(());
+                    }
+                    Submitted::TooBig(why) if self.batch_max > 1 => {
+                        self.batch_max /= 2;
+                        tracing::info!(source = %self.cfg.path.display(), batch = self.batch_max, why, "a batch of lines is more than the queue ever takes at once; submitting smaller ones");
+                        self.reread(i, from, from_line);
+                        return Ok(());
+                    }
+                    Submitted::TooBig(why) => {
+                        tracing::error!(source = %self.cfg.path.display(), file = %self.tailers[i].path.display(), offset = from, why, "one line's event is more than the queue ever takes; stopping before it");
+                        return Err(Halt::Failed);
+                    }
+                }
             };
             if !bad.is_empty() {
                 self.write_bad(i, &bad)?;
@@ -220,10 +264,12 @@ impl Tail {
                 tailer: key,
                 end,
                 end_line,
+                events: n,
                 handled,
                 next: 0,
             });
             self.tailers[i].in_flight += 1;
+            (from, from_line) = (end, end_line);
         }
         Ok(())
     }
@@ -231,14 +277,26 @@ impl Tail {
     /// Submits events, waiting for room: while the queue is full nothing
     /// more is read (backpressure), but completions are collected and
     /// checkpoints written, and new files are opened so that none rotates
-    /// away unseen. Returns what says when each event is handled.
-    fn submit(&mut self, events: Vec<Event>) -> Result<Vec<Handled>, Halt> {
+    /// away unseen. Once accepted, returns what says when each event is
+    /// handled (none with a durable queue: accepted is enough).
+    fn submit(&mut self, events: Vec<Event>) -> Result<Submitted, Halt> {
         let submitter = self.submitter.clone();
-        let mut fut = submitter.submit(events, Ack::Handled);
+        let ack = if self.durable { Ack::Accepted } else { Ack::Handled };
+        let mut fut = submitter.submit(events, ack);
         loop {
             let mut cx = Context::from_waker(&self.waker);
             match fut.as_mut().poll(&mut cx) {
-                Poll::Ready(Ok(receipt)) => return Ok(receipt.handled),
+                Poll::Ready(Ok(receipt)) => {
+                    self.pause.accepted(&self.cfg.path);
+                    return Ok(Submitted::Accepted(receipt.handled));
+                }
+                Poll::Ready(Err(SubmitError::Unavailable { reason })) => {
+                    return Ok(Submitted::Unavailable(reason))
+                }
+                // From a submit that waits for room: room enough never comes.
+                Poll::Ready(Err(e @ (SubmitError::Backlog { .. } | SubmitError::TooLarge { .. }))) => {
+                    return Ok(Submitted::TooBig(e.to_string()))
+                }
                 Poll::Ready(Err(SubmitError::Closed)) => return Err(Halt::Stop),
                 Poll::Ready(Err(e)) => {
                     tracing::error!(source = %self.cfg.path.display(), error = %e, "cannot submit");
@@ -257,6 +315,15 @@ impl Tail {
                 }
             }
         }
+    }
+
+    /// Reading of file `i` goes on at `from` (a line's end, whose mark is
+    /// `from_line`): lines the queue did not take are never skipped, and
+    /// their bad lines, not written yet, are met again too.
+    fn reread(&mut self, i: usize, from: u64, from_line: Option<LineMark>) {
+        let t = &mut self.tailers[i];
+        t.lines.reset(from);
+        t.last_line = from_line;
     }
 
     /// Writes lines that are not events to dead letters, flushed: they are
@@ -320,7 +387,7 @@ impl Tail {
                 }
             }
             let b = self.in_flight.pop_front().expect("front exists");
-            Stats::add(&self.stats.tail_lines_handled, b.handled.len() as u64);
+            Stats::add(&self.stats.tail_lines_handled, b.events);
             if let Some(t) = self.tailers.iter_mut().find(|t| t.key == b.tailer) {
                 t.committed = b.end;
                 t.committed_line = b.end_line;
