@@ -48,7 +48,9 @@ fn args() -> Result<Args> {
         seconds: 5.0,
         producers: 64,
         dir: std::env::temp_dir().join(format!("queue-storage-{}", std::process::id())),
-        stores: ["segment", "fjall", "redb", "okaywal", "none"].map(String::from).to_vec(),
+        stores: ["segment", "fjall", "redb", "okaywal", "none"]
+            .map(String::from)
+            .to_vec(),
         cases: ["batch", "concurrent"].map(String::from).to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -83,7 +85,10 @@ fn payload(seq: u64) -> Vec<u8> {
 }
 
 fn seq_of(record: &[u8]) -> u64 {
-    std::str::from_utf8(&record[7..17]).ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX)
+    std::str::from_utf8(&record[7..17])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// Process CPU time so far (user + system, all threads), in seconds.
@@ -98,7 +103,10 @@ fn cpu() -> f64 {
 /// Bytes this process caused to be sent to the storage layer so far.
 fn write_bytes() -> u64 {
     let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
-    io.lines().find_map(|l| l.strip_prefix("write_bytes: ")).and_then(|v| v.parse().ok()).unwrap_or(0)
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn du(dir: &Path) -> u64 {
@@ -106,7 +114,11 @@ fn du(dir: &Path) -> u64 {
     let mut total = 0;
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let Ok(m) = e.metadata() else { continue };
-        total += if m.is_dir() { du(&e.path()) } else { m.blocks() * 512 };
+        total += if m.is_dir() {
+            du(&e.path())
+        } else {
+            m.blocks() * 512
+        };
     }
     total
 }
@@ -238,7 +250,9 @@ fn concurrent_case(store: &str, args: &Args) -> Result<serde_json::Value> {
             Ok(())
         })?;
         released.set_closing();
-        Arc::try_unwrap(wal).map_err(|_| anyhow::anyhow!("the log is still shared"))?.shutdown()?;
+        Arc::try_unwrap(wal)
+            .map_err(|_| anyhow::anyhow!("the log is still shared"))?
+            .shutdown()?;
         result
     } else {
         let mut s = stores::open(store, &dir)?;
@@ -267,17 +281,23 @@ fn concurrent_case(store: &str, args: &Args) -> Result<serde_json::Value> {
         let result = producers(args.producers, warm, stop, move |_, _| {
             let seq = next.fetch_add(1, Ordering::Relaxed);
             let (done_tx, done_rx) = mpsc::sync_channel(1);
-            tx.send((payload(seq), done_tx)).context("the committer stopped")?;
+            tx.send((payload(seq), done_tx))
+                .context("the committer stopped")?;
             done_rx.recv().context("the committer stopped")?;
             Ok(())
         });
-        committer.join().map_err(|_| anyhow::anyhow!("the committer panicked"))??;
+        committer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the committer panicked"))??;
         result?
     };
     let (w1, c1, t1) = (write_bytes(), cpu(), Instant::now());
     fresh(&dir)?;
     let n = lat.len().max(1);
-    let pct = |q: f64| lat.get(((n as f64 * q) as usize).min(n - 1)).map_or(0.0, |d| d.as_secs_f64() * 1e6);
+    let pct = |q: f64| {
+        lat.get(((n as f64 * q) as usize).min(n - 1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
     let elapsed = (t1 - start).as_secs_f64();
     // The -direct variants have no groups of their own: each producer syncs.
     let g = groups.load(Ordering::Relaxed).max(1);

@@ -86,7 +86,13 @@ pub struct SegmentLog {
 impl SegmentLog {
     fn open(dir: &Path) -> Result<Self> {
         let (file, path) = Self::create_segment(dir, 0)?;
-        Ok(Self { dir: dir.to_owned(), segments: vec![path], file, len: 0, buf: Vec::new() })
+        Ok(Self {
+            dir: dir.to_owned(),
+            segments: vec![path],
+            file,
+            len: 0,
+            buf: Vec::new(),
+        })
     }
 
     fn create_segment(dir: &Path, n: usize) -> Result<(File, PathBuf)> {
@@ -122,7 +128,11 @@ impl Store for SegmentLog {
         let mut record = Vec::new();
         for path in std::mem::take(&mut self.segments) {
             let ack_path = path.with_extension("ack");
-            let ack = OpenOptions::new().create(true).write(true).truncate(true).open(&ack_path)?;
+            let ack = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&ack_path)?;
             let mut reader = BufReader::with_capacity(1 << 20, File::open(&path)?);
             let (mut offset, mut unreleased) = (0u64, 0usize);
             let mut head = [0u8; 8];
@@ -359,7 +369,11 @@ impl OkayWal {
     fn open(dir: &Path) -> Result<Self> {
         let released = std::sync::Arc::new(Released::default());
         let wal = okaywal::WriteAheadLog::recover(dir, QueueCheckpointer(released.clone()))?;
-        Ok(Self { wal, released, positions: Default::default() })
+        Ok(Self {
+            wal,
+            released,
+            positions: Default::default(),
+        })
     }
 }
 
