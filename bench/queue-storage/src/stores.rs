@@ -401,7 +401,7 @@ impl Store for OkayWal {
             drop(chunk);
             each(&buf);
             n += 1;
-            if n % release as u64 == 0 {
+            if n.is_multiple_of(release as u64) {
                 self.released.set(id - 1, false);
             }
         }
