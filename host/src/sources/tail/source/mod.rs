@@ -9,14 +9,14 @@
 //! was truncated (copytruncate): lines not yet read are read from the copy
 //! when one is found next to it, and the file is read again from 0.
 //!
-//! Lines go to the submitter in batches. With a durable queue (disk,
-//! issue 12) a batch is complete once accepted: it survives `kill -9`
-//! there. Otherwise (memory) each event has a [`Handled`], and a batch is
-//! complete when all of them have resolved. Batches complete in order per
-//! file, so the checkpoint of a file is the end of its last complete batch:
-//! every line before it has been queued durably, or handled. A queue that
-//! cannot write (a full disk) pauses reading (`pause`); the refused lines
-//! are read again.
+//! Lines go in batches. With a durable queue (disk, issue 12) a batch is
+//! complete once accepted (it survives `kill -9`), and a whole read goes
+//! in one batch (one fsync). Otherwise (memory) each event has a
+//! [`Handled`], and a batch is complete when all of them have resolved.
+//! Batches complete in order per file, so a file's checkpoint is the end
+//! of its last complete batch: every line before it has been queued
+//! durably, or handled. A queue that cannot write (a full disk) pauses
+//! reading (`pause`); the refused lines are read again.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, Metadata};
@@ -62,8 +62,8 @@ const SAVE_EVERY: Duration = Duration::from_millis(50);
 const MTIME_SLACK_MS: u64 = 2_000;
 /// How often a rotated file that was at its end is looked at again.
 const ROTATED_LOOK: Duration = Duration::from_millis(50);
-/// Lines per batch submitted.
-const MAX_BATCH: usize = 512;
+/// Lines per batch: memory queue; durable queue (a read per fsync).
+const MAX_BATCH: [usize; 2] = [512, 8192];
 /// Finished files remembered (to recognise them under another name).
 const KEEP_RECORDS: usize = 1_000;
 const RECORD_TTL_MS: u64 = 7 * 24 * 3_600_000;
@@ -93,7 +93,8 @@ pub fn open(cfg: TailSource, ctx: &SourceContext) -> Result<Tail, TailError> {
     let (signal, wake) = Signal::new();
     let (root, recursive) = cfg.pattern.watch_root();
     let watcher = DirWatcher::new(signal.clone(), root, recursive);
-    let batch_max = MAX_BATCH.min(ctx.submitter.capacity()).max(1);
+    let most = MAX_BATCH[usize::from(ctx.submitter.durable())];
+    let batch_max = most.min(ctx.submitter.capacity()).max(1);
     let mut tail = Tail {
         max_line: cfg.max_line as usize,
         cfg,
