@@ -93,8 +93,7 @@ pub fn open(cfg: TailSource, ctx: &SourceContext) -> Result<Tail, TailError> {
     let (signal, wake) = Signal::new();
     let (root, recursive) = cfg.pattern.watch_root();
     let watcher = DirWatcher::new(signal.clone(), root, recursive);
-    let most = MAX_BATCH[usize::from(ctx.submitter.durable())];
-    let batch_max = most.min(ctx.submitter.capacity()).max(1);
+    let batch_max = MAX_BATCH[usize::from(ctx.submitter.durable())].min(ctx.submitter.capacity());
     let mut tail = Tail {
         max_line: cfg.max_line as usize,
         cfg,
@@ -118,7 +117,7 @@ pub fn open(cfg: TailSource, ctx: &SourceContext) -> Result<Tail, TailError> {
         dirty: true,
         last_save: Instant::now(),
         last_poll: Instant::now(),
-        batch_max,
+        batch_max: batch_max.max(1),
         chunk: vec![0; CHUNK],
         parsed: Vec::new(),
         warned: HashSet::new(),
