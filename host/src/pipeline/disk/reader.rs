@@ -55,7 +55,8 @@ pub(super) fn wake_if_low<'a>(inner: &Inner, w: MutexGuard<'a, Window>) -> Mutex
     if w.spill.is_some() && w.items.len() <= inner.capacity / 2 {
         inner.reader.notify_one();
     }
-    if inner.window_waiters.load(Relaxed) > 0 {
+    let need = inner.window_need.load(Relaxed);
+    if w.spill.is_none() && w.items.len().saturating_add(need) <= inner.capacity {
         inner.room.notify_waiters();
     }
     w
@@ -70,21 +71,39 @@ pub(super) async fn window_room(inner: &Inner, n: usize) {
     if n > inner.capacity {
         return;
     }
-    inner.window_waiters.fetch_add(1, Relaxed);
+    let mut registered: Option<Waiter> = None;
     loop {
         let room = inner.room.notified();
         tokio::pin!(room);
         room.as_mut().enable();
-        let fits = {
+        // Not under the window lock: the committer takes `pending` first.
+        let ended = inner.stop.load(Relaxed) || super::log::closed(inner);
+        {
             let w = lock(&inner.window);
-            w.spill.is_none() && w.items.len() + n <= inner.capacity || w.input_done
-        };
-        if fits || inner.stop.load(Relaxed) || super::log::closed(inner) {
-            break;
+            if ended || w.input_done || w.spill.is_none() && w.items.len() + n <= inner.capacity {
+                return;
+            }
+            if registered.is_none() {
+                // Under the window lock, as pops read `window_need`.
+                inner.window_waiters.fetch_add(1, Relaxed);
+                inner.window_need.fetch_min(n, Relaxed);
+                registered = Some(Waiter(inner));
+            }
         }
         room.await;
     }
-    inner.window_waiters.fetch_sub(1, Relaxed);
+}
+
+/// A submit registered as waiting for window room, until dropped.
+struct Waiter<'a>(&'a Inner);
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let _w = lock(&self.0.window);
+        if self.0.window_waiters.fetch_sub(1, Relaxed) == 1 {
+            self.0.window_need.store(usize::MAX, Relaxed);
+        }
+    }
 }
 
 /// The reader thread: runs until the queue stops.
@@ -121,10 +140,11 @@ pub(super) fn run(inner: &Inner, skip: Skip, deliveries: HashMap<u64, u32>) {
         }
         w.items.extend(items);
         w.spill = (pos != w.committed).then_some(pos);
-        let unspilled = w.spill.is_none();
+        let fits = w.spill.is_none()
+            && w.items.len().saturating_add(inner.window_need.load(Relaxed)) <= inner.capacity;
         drop(w);
         inner.workers.notify_all();
-        if unspilled && inner.window_waiters.load(Relaxed) > 0 {
+        if fits {
             inner.room.notify_waiters();
         }
     }
