@@ -144,11 +144,9 @@ struct Inner {
     acks: Mutex<Vec<u64>>,
     acker: Condvar,
     /// Submits waiting for `max_bytes` room, or (sources) for window room
-    /// (`window_waiters` of them, the smallest needing `window_need`
-    /// places: pops notify only once that many are free).
+    /// (`window_waiters` of them: pops notify only if there are any).
     room: Notify,
     window_waiters: AtomicUsize,
-    window_need: AtomicUsize,
     inflight: inflight::Inflight,
     /// Unit tests: group commits that write half their bytes, then fail
     /// with ENOSPC (a full disk without a filesystem to fill).
@@ -210,7 +208,6 @@ impl DiskQueue {
             acker: Condvar::new(),
             room: Notify::new(),
             window_waiters: AtomicUsize::new(0),
-            window_need: AtomicUsize::new(usize::MAX),
             inflight: recovered.inflight,
             #[cfg(test)]
             fail_writes: std::sync::atomic::AtomicU32::new(0),

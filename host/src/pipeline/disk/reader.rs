@@ -55,8 +55,7 @@ pub(super) fn wake_if_low<'a>(inner: &Inner, w: MutexGuard<'a, Window>) -> Mutex
     if w.spill.is_some() && w.items.len() <= inner.capacity / 2 {
         inner.reader.notify_one();
     }
-    let need = inner.window_need.load(Relaxed);
-    if w.spill.is_none() && w.items.len().saturating_add(need) <= inner.capacity {
+    if inner.window_waiters.load(Relaxed) > 0 {
         inner.room.notify_waiters();
     }
     w
@@ -71,39 +70,21 @@ pub(super) async fn window_room(inner: &Inner, n: usize) {
     if n > inner.capacity {
         return;
     }
-    let mut registered: Option<Waiter> = None;
+    inner.window_waiters.fetch_add(1, Relaxed);
     loop {
         let room = inner.room.notified();
         tokio::pin!(room);
         room.as_mut().enable();
-        // Not under the window lock: the committer takes `pending` first.
-        let ended = inner.stop.load(Relaxed) || super::log::closed(inner);
-        {
+        let fits = {
             let w = lock(&inner.window);
-            if ended || w.input_done || w.spill.is_none() && w.items.len() + n <= inner.capacity {
-                return;
-            }
-            if registered.is_none() {
-                // Under the window lock, as pops read `window_need`.
-                inner.window_waiters.fetch_add(1, Relaxed);
-                inner.window_need.fetch_min(n, Relaxed);
-                registered = Some(Waiter(inner));
-            }
+            w.spill.is_none() && w.items.len() + n <= inner.capacity || w.input_done
+        };
+        if fits || inner.stop.load(Relaxed) || super::log::closed(inner) {
+            break;
         }
         room.await;
     }
-}
-
-/// A submit registered as waiting for window room, until dropped.
-struct Waiter<'a>(&'a Inner);
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        let _w = lock(&self.0.window);
-        if self.0.window_waiters.fetch_sub(1, Relaxed) == 1 {
-            self.0.window_need.store(usize::MAX, Relaxed);
-        }
-    }
+    inner.window_waiters.fetch_sub(1, Relaxed);
 }
 
 /// The reader thread: runs until the queue stops.
@@ -140,11 +121,10 @@ pub(super) fn run(inner: &Inner, skip: Skip, deliveries: HashMap<u64, u32>) {
         }
         w.items.extend(items);
         w.spill = (pos != w.committed).then_some(pos);
-        let fits = w.spill.is_none()
-            && w.items.len().saturating_add(inner.window_need.load(Relaxed)) <= inner.capacity;
+        let unspilled = w.spill.is_none();
         drop(w);
         inner.workers.notify_all();
-        if fits {
+        if unspilled && inner.window_waiters.load(Relaxed) > 0 {
             inner.room.notify_waiters();
         }
     }
