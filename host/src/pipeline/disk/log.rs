@@ -138,11 +138,6 @@ pub(super) fn close(inner: &Inner) {
     inner.committer.notify_one();
 }
 
-/// Whether admission has ended.
-pub(super) fn closed(inner: &Inner) -> bool {
-    lock(&inner.pending).closed
-}
-
 /// The segment being written.
 pub(super) struct Active {
     pub(super) id: u64,

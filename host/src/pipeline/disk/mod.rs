@@ -13,8 +13,7 @@
 //!   written with one write(2) and one fsync (`sync = "batch"`) or fsynced
 //!   on a timer (`"interval"`); segments rolled; write errors undone;
 //! - `reader`: the window of decoded events (`[server] queue` of them),
-//!   refilled from disk by its own thread when the backlog is larger
-//!   (sources that can pause wait for window room instead of spilling);
+//!   refilled from disk by its own thread when the backlog is larger;
 //! - `acks`: the acker thread: calls `settle`, then appends acked seqs to
 //!   the segment's ack file (write(2), no fsync: a lost ack only means a
 //!   redelivery) and deletes segments whose every record is acked;
@@ -56,12 +55,13 @@ pub use recover::OpenError;
 #[cfg(test)]
 mod tests;
 
-/// The largest segment file; smaller with a small `max_bytes`, so that whole
-/// segments can be dropped well before the limit is reached.
+/// The largest segment file; smaller with a small `max_bytes`, so that
+/// whole segments can be dropped well before the limit is reached.
 const MAX_SEGMENT: u64 = 16 << 20;
 
-/// Locks, recovering the data of a poisoned lock (a panicked thread cannot
-/// leave these half-changed in a way that matters more than stopping would).
+/// Locks, recovering the data of a poisoned lock (a panicked thread
+/// cannot leave these structures half-changed in a way that matters more
+/// than stopping would).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -143,10 +143,8 @@ struct Inner {
     /// Seqs handled, for the acker.
     acks: Mutex<Vec<u64>>,
     acker: Condvar,
-    /// Submits waiting for `max_bytes` room, or (sources) for window room
-    /// (`window_waiters` of them: pops notify only if there are any).
+    /// Submits waiting for `max_bytes` room.
     room: Notify,
-    window_waiters: AtomicUsize,
     inflight: inflight::Inflight,
     /// Unit tests: group commits that write half their bytes, then fail
     /// with ENOSPC (a full disk without a filesystem to fill).
@@ -207,7 +205,6 @@ impl DiskQueue {
             acks: Mutex::new(Vec::new()),
             acker: Condvar::new(),
             room: Notify::new(),
-            window_waiters: AtomicUsize::new(0),
             inflight: recovered.inflight,
             #[cfg(test)]
             fail_writes: std::sync::atomic::AtomicU32::new(0),
@@ -271,7 +268,6 @@ impl DiskQueue {
         i.workers.notify_all();
         drop(lock(&i.acks));
         i.acker.notify_all();
-        i.room.notify_waiters();
     }
 
     /// Encodes, then hands the batch to the committer; waits for room if
@@ -279,8 +275,6 @@ impl DiskQueue {
     async fn accept(&self, events: Vec<Event>, ack: Ack, wait: bool) -> Result<Receipt, SubmitError> {
         if events.is_empty() {
             return Ok(Receipt::default());
-        } else if wait {
-            reader::window_room(&self.inner, events.len()).await;
         }
         let mut batch = log::Batch::encode(events, ack);
         let mut receipt = Receipt::default();
@@ -369,7 +363,7 @@ impl Queue for DiskQueue {
         loop {
             if let Some(item) = w.items.pop_front() {
                 drop(reader::wake_if_low(i, w));
-                return Some(reader::delivery(item));
+                return Some(delivery(item));
             }
             if w.input_done && w.spill.is_none() || i.stop.load(Relaxed) {
                 return None;
@@ -384,7 +378,7 @@ impl Queue for DiskQueue {
         match w.items.pop_front() {
             Some(item) => {
                 drop(reader::wake_if_low(i, w));
-                Ok(reader::delivery(item))
+                Ok(delivery(item))
             }
             None if w.input_done && w.spill.is_none() => Err(NoDelivery::Closed),
             None => Err(NoDelivery::Empty),
@@ -416,7 +410,6 @@ impl Queue for DiskQueue {
 
     fn close(&self) {
         log::close(&self.inner);
-        self.inner.room.notify_waiters();
     }
 
     fn running(&self, worker: usize, token: &Token) {
@@ -425,6 +418,17 @@ impl Queue for DiskQueue {
 
     fn idle(&self, worker: usize) {
         self.inner.inflight.idle(worker);
+    }
+}
+
+fn delivery(item: Item) -> Delivery<Token> {
+    Delivery {
+        event: item.event,
+        detailed: item.detailed,
+        token: Token {
+            seq: item.seq,
+            notify: item.notify,
+        },
     }
 }
 

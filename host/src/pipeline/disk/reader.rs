@@ -19,10 +19,9 @@ use std::sync::MutexGuard;
 
 use super::record::{self, Parsed};
 use super::recover::corrupt_letter;
-use super::{lock, seg_path, Inner, Item, Pos, Token, Window};
+use super::{lock, seg_path, Inner, Item, Pos, Window};
 use crate::dead_letter::DeadLetterKind;
 use crate::event::Event;
-use crate::pipeline::queue::Delivery;
 use crate::telemetry::Stats;
 
 /// Bytes read from a segment at once.
@@ -37,54 +36,13 @@ pub(super) struct Skip {
     pub(super) damaged: HashSet<Pos>,
 }
 
-/// A window item as a worker's delivery.
-pub(super) fn delivery(item: Item) -> Delivery<Token> {
-    Delivery {
-        event: item.event,
-        detailed: item.detailed,
-        token: Token {
-            seq: item.seq,
-            notify: item.notify,
-        },
-    }
-}
-
-/// After a pop: wakes the reader when the window is half empty and events
-/// wait on disk, and submits waiting for window room; gives the lock back.
+/// Wakes the reader when the window is half empty and events wait on
+/// disk; gives the lock back.
 pub(super) fn wake_if_low<'a>(inner: &Inner, w: MutexGuard<'a, Window>) -> MutexGuard<'a, Window> {
     if w.spill.is_some() && w.items.len() <= inner.capacity / 2 {
         inner.reader.notify_one();
     }
-    if inner.window_waiters.load(Relaxed) > 0 {
-        inner.room.notify_waiters();
-    }
     w
-}
-
-/// A source that can pause (`submit`, not `try_submit`) waits until the
-/// window has room for its `n` events and nothing is spilled: its lines
-/// are safe in its own input (a tailed file) meanwhile, and kept out of
-/// the spill they cost no decode when read back. Returns at once for a
-/// batch larger than the window, and once admission ends.
-pub(super) async fn window_room(inner: &Inner, n: usize) {
-    if n > inner.capacity {
-        return;
-    }
-    inner.window_waiters.fetch_add(1, Relaxed);
-    loop {
-        let room = inner.room.notified();
-        tokio::pin!(room);
-        room.as_mut().enable();
-        let fits = {
-            let w = lock(&inner.window);
-            w.spill.is_none() && w.items.len() + n <= inner.capacity || w.input_done
-        };
-        if fits || inner.stop.load(Relaxed) || super::log::closed(inner) {
-            break;
-        }
-        room.await;
-    }
-    inner.window_waiters.fetch_sub(1, Relaxed);
 }
 
 /// The reader thread: runs until the queue stops.
@@ -121,12 +79,8 @@ pub(super) fn run(inner: &Inner, skip: Skip, deliveries: HashMap<u64, u32>) {
         }
         w.items.extend(items);
         w.spill = (pos != w.committed).then_some(pos);
-        let unspilled = w.spill.is_none();
         drop(w);
         inner.workers.notify_all();
-        if unspilled && inner.window_waiters.load(Relaxed) > 0 {
-            inner.room.notify_waiters();
-        }
     }
 }
 

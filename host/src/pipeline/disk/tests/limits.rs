@@ -226,27 +226,3 @@ fn an_event_whose_dead_letter_may_be_unwritten_stays_in_the_queue() {
     assert_eq!(names(&take(&q, 1)), ["t.u1"]);
     nothing_more(&q);
 }
-
-/// A source that can pause (`submit`) waits for room in the window rather
-/// than spilling (its lines are safe in its own input); HTTP
-/// (`try_submit`) spills to disk instead.
-#[test]
-fn a_waiting_submit_waits_for_window_room_and_try_submit_spills() {
-    let f = Fixture::new();
-    let q = Arc::new(f.open_with(config(1 << 30, 5), 4));
-    submit(&q, events("w", 4)).unwrap();
-    let rt = rt();
-    let waiting = {
-        let q = q.clone();
-        rt.spawn(async move { q.submit(events("s", 2), Ack::Accepted).await })
-    };
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(!waiting.is_finished(), "a full window holds a waiting submit");
-    // try_submit does not wait: it spills past the window.
-    submit(&q, events("h", 1)).unwrap();
-    // Room for 2 once the spill is read back and 2 places are free.
-    assert_eq!(names(&take(&q, 3)), ["t.w0", "t.w1", "t.w2"]);
-    let waited = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), waiting).await });
-    waited.expect("room in the window").unwrap().unwrap();
-    assert_eq!(names(&take(&q, 4)), ["t.w3", "t.h0", "t.s0", "t.s1"]);
-}

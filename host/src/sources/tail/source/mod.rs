@@ -49,19 +49,20 @@ mod read;
 
 use read::{BadOut, Parsed};
 
-/// Bytes read from a file at a time: enough for throughput; files take turns.
+/// Bytes read from a file at a time: large enough for throughput, small
+/// enough that files take turns.
 const CHUNK: usize = 256 << 10;
 /// The safety net: look at every file this often even without events.
 const POLL: Duration = Duration::from_secs(1);
-/// Checkpoints are written at most this often while lines flow (and at stop):
-/// it bounds the duplicates after `kill -9`; each write costs two fsyncs.
+/// Checkpoints are written at most this often while lines flow (and at
+/// stop). It bounds the duplicates after `kill -9`, with the events in
+/// flight; each write costs two fsyncs.
 const SAVE_EVERY: Duration = Duration::from_millis(50);
 /// File times come from a coarse clock; compare them with some slack.
 const MTIME_SLACK_MS: u64 = 2_000;
 /// How often a rotated file that was at its end is looked at again.
 const ROTATED_LOOK: Duration = Duration::from_millis(50);
-/// Lines per batch: memory queue; durable queue (a read per fsync, at most
-/// half the queue's window, which the source waits for room in).
+/// Lines per batch: memory queue; durable queue (a read per fsync).
 const MAX_BATCH: [usize; 2] = [512, 8192];
 /// Finished files remembered (to recognise them under another name).
 const KEEP_RECORDS: usize = 1_000;
@@ -92,8 +93,7 @@ pub fn open(cfg: TailSource, ctx: &SourceContext) -> Result<Tail, TailError> {
     let (signal, wake) = Signal::new();
     let (root, recursive) = cfg.pattern.watch_root();
     let watcher = DirWatcher::new(signal.clone(), root, recursive);
-    let (durable, cap) = (ctx.submitter.durable(), ctx.submitter.capacity());
-    let batch_max = MAX_BATCH[usize::from(durable)].min(cap >> u8::from(durable));
+    let batch_max = MAX_BATCH[usize::from(ctx.submitter.durable())].min(ctx.submitter.capacity());
     let mut tail = Tail {
         max_line: cfg.max_line as usize,
         cfg,
