@@ -6,7 +6,8 @@
 #
 # Builds the release binaries. For each run, each case is measured with
 # `[queue] type = "memory"` and then with `type = "disk"`, `sync = "batch"`
-# (the same daemon build, the same load, back to back):
+# (`QUEUE_SYNC=interval` for the other mode; the same daemon build, the
+# same load, back to back):
 #
 # - ndjson-1000: HTTP NDJSON batches of 1,000 over 2 connections, trivial
 #   handler, no sink (bench/http.sh's case): events/s accepted (loadgen), and
@@ -61,7 +62,7 @@ queue_toml() {
     if [ "$1" = memory ]; then
         printf '[queue]\ntype = "memory"\n'
     else
-        printf '[queue]\ntype = "disk"\nsync = "batch"\nmax_bytes = "%sMiB"\n' "$((backlog_mib * 2))"
+        printf '[queue]\ntype = "disk"\nsync = "%s"\nmax_bytes = "%sMiB"\n' "${QUEUE_SYNC:-batch}" "$((backlog_mib * 2))"
     fi
 }
 # A fresh state folder and the config: the common settings, [queue], then stdin.
