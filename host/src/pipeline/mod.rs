@@ -69,9 +69,10 @@ pub type Settle = Arc<dyn Fn() -> bool + Send + Sync>;
 /// Why the pipeline did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the disk queue: {0}")]
+    // The cause is the error's source: `{:#}` prints the chain once.
+    #[error("cannot open the disk queue")]
     Queue(#[from] disk::OpenError),
-    #[error("cannot start the worker threads: {0}")]
+    #[error("cannot start the worker threads")]
     Workers(#[from] std::io::Error),
 }
 
@@ -115,6 +116,7 @@ impl Pipeline {
         let shared = Arc::new(Shared::new(snapshot, dead_letters.clone(), stats.clone(), stream));
         match queue.config.kind {
             QueueType::Memory => {
+                disk::warn_if_left(&queue.state_dir.join("queue"));
                 let q = Arc::new(MemoryQueue::new(queue.capacity));
                 Ok(Pipeline::run(shared, q, None, workers, shutdown)?)
             }

@@ -348,8 +348,21 @@ fn undo(inner: &Inner, active: &Active, batches: Vec<Batch>, total: u64, e: &std
     let truncated = active.file.set_len(active.len);
     inner.bytes.fetch_sub(total, Relaxed);
     Stats::add(&inner.stats.queue_write_errors, 1);
+    // A fully acked active segment is deleted only once rolled away from:
+    // on a full disk, its space is what the next write needs.
+    let acked = lock(&inner.segs)
+        .map
+        .get(&active.id)
+        .is_some_and(|s| s.unacked == 0 && s.len > 0);
+    if acked {
+        lock(&inner.pending).roll = true;
+    }
     let events: usize = batches.iter().map(|b| b.events.len()).sum();
-    tracing::error!(segment = %path.display(), error = %e, events, bytes = total, truncated = truncated.is_ok(), "the disk queue cannot write; the submits are refused (503 / tail pauses) until it can");
+    // At most once a second: producers retry quickly while the disk is full.
+    let now = now_ms();
+    if now.saturating_sub(inner.write_error_logged.swap(now, Relaxed)) >= 1000 {
+        tracing::error!(segment = %path.display(), error = %e, events, bytes = total, truncated = truncated.is_ok(), "the disk queue cannot write; the submits are refused (503 / tail pauses) until it can (logged at most once a second; queue_write_errors_total counts each)");
+    }
     let reason = e.to_string();
     for r in batches.into_iter().filter_map(|b| b.reply) {
         let _ = r.send(Err(SubmitError::Unavailable {

@@ -50,7 +50,7 @@ use crate::dead_letter::DeadLetters;
 use crate::event::Event;
 use crate::telemetry::Stats;
 
-pub use recover::OpenError;
+pub use recover::{warn_if_left, OpenError};
 
 #[cfg(test)]
 mod tests;
@@ -145,6 +145,8 @@ struct Inner {
     acker: Condvar,
     /// Submits waiting for `max_bytes` room.
     room: Notify,
+    /// When a write error was last logged (ms since the epoch).
+    write_error_logged: AtomicU64,
     inflight: inflight::Inflight,
     /// Unit tests: group commits that write half their bytes, then fail
     /// with ENOSPC (a full disk without a filesystem to fill).
@@ -205,6 +207,7 @@ impl DiskQueue {
             acks: Mutex::new(Vec::new()),
             acker: Condvar::new(),
             room: Notify::new(),
+            write_error_logged: AtomicU64::new(0),
             inflight: recovered.inflight,
             #[cfg(test)]
             fail_writes: std::sync::atomic::AtomicU32::new(0),

@@ -79,6 +79,11 @@ pub(super) fn run(inner: &Inner, skip: Skip, deliveries: HashMap<u64, u32>) {
         }
         w.items.extend(items);
         w.spill = (pos != w.committed).then_some(pos);
+        if w.spill.is_none() {
+            // Caught up: a segment held open would keep its disk space
+            // after the acker deletes it.
+            r.file = None;
+        }
         drop(w);
         inner.workers.notify_all();
     }

@@ -34,7 +34,7 @@ use crate::telemetry::Stats;
 /// Why the queue could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("{what} ({path}): {source}")]
+    #[error("{what} ({path})")]
     Io {
         path: PathBuf,
         what: &'static str,
@@ -197,7 +197,7 @@ fn lock(dir: &Path) -> Result<File, OpenError> {
 /// Truncates the torn tail of the newest segment.
 fn torn(path: &Path, scan: &record::Scan, len: usize, stats: &Stats) -> Result<(), OpenError> {
     Stats::add(&stats.queue_torn_records, 1);
-    tracing::warn!(segment = %path.display(), offset = scan.valid_end, bytes = len - scan.valid_end, "the last record of the disk queue is torn (the daemon stopped mid-write, before answering); ignoring it");
+    tracing::warn!(segment = %path.display(), offset = scan.valid_end, bytes = len - scan.valid_end, "the last record of the disk queue is incomplete (a write cut short by a crash or power loss, before its producer was answered; or the file was truncated); ignoring it");
     let f = OpenOptions::new()
         .write(true)
         .open(path)
@@ -289,4 +289,23 @@ pub(super) fn corrupt_letter(
 ) -> io::Result<()> {
     let segment = seg_path(dir, at.0);
     dead_letters.write_corrupt_record(&segment.to_string_lossy(), at.1, bytes, message)
+}
+/// With `[queue] type = "memory"`: says so, loudly, when an earlier run
+/// of the disk queue left accepted events in `dir`: the memory queue does
+/// not read them, and they wait there until a start with `type = "disk"`.
+pub fn warn_if_left(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let (mut segments, mut bytes) = (0u64, 0u64);
+    for e in entries.flatten() {
+        let len = e.metadata().map_or(0, |m| m.len());
+        if e.path().extension().is_some_and(|x| x == "seg") && len > 0 {
+            segments += 1;
+            bytes += len;
+        }
+    }
+    if segments > 0 {
+        tracing::error!(dir = %dir.display(), segments, bytes, "an earlier run of the disk queue left events it accepted here; the memory queue does not handle them: start once with [queue] type = \"disk\" to handle them");
+    }
 }

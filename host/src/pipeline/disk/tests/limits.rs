@@ -226,3 +226,32 @@ fn an_event_whose_dead_letter_may_be_unwritten_stays_in_the_queue() {
     assert_eq!(names(&take(&q, 1)), ["t.u1"]);
     nothing_more(&q);
 }
+
+/// On a full disk the space a fully acked active segment holds is what
+/// the next write needs: a failed write rolls it away, so that the acker
+/// deletes it (the reviewer's 4 MiB tmpfs stayed full otherwise).
+#[test]
+fn a_failed_write_rolls_a_fully_acked_active_segment_away() {
+    let f = Fixture::new();
+    let q = f.open();
+    submit(&q, events("a", 3)).unwrap();
+    ack(&q, take(&q, 3));
+    let first = f.segments();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while f.stats.queue_write_errors.load(Relaxed) == 0 {
+        // Acked once the acker has settled and written the acks.
+        if q.depth() == 0 && f.settles.load(Relaxed) > 0 {
+            q.inner.fail_writes.store(1, Relaxed);
+            assert!(submit(&q, events("x", 1)).is_err());
+        }
+        assert!(Instant::now() < deadline, "no write failed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    submit(&q, events("b", 1)).unwrap();
+    assert_eq!(names(&take(&q, 1)), ["t.b0"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while f.segments().iter().any(|s| first.contains(s)) {
+        assert!(Instant::now() < deadline, "{:?} still there", f.segments());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
