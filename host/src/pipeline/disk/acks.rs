@@ -95,6 +95,18 @@ fn persist(inner: &Inner, files: &mut HashMap<u64, File>, buf: &mut Vec<u8>, seq
     seqs.clear();
 }
 
+thread_local! {
+    /// When the acker last logged a failed ack write (ms since the epoch):
+    /// on a full disk every round fails, so it says so once a second.
+    static LOGGED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether a failed ack write may be logged now (at most once a second).
+fn log_now() -> bool {
+    let now = now_ms();
+    LOGGED.with(|l| now.saturating_sub(l.replace(now)) >= 1000)
+}
+
 /// One write(2) of ack entries to segment `id`'s ack file.
 fn append(inner: &Inner, files: &mut HashMap<u64, File>, id: u64, bytes: &[u8]) {
     let path = ack_path(&inner.dir, id);
@@ -104,14 +116,18 @@ fn append(inner: &Inner, files: &mut HashMap<u64, File>, id: u64, bytes: &[u8]) 
             match OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(f) => v.insert(f),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot open a disk queue ack file; these events will be delivered again after a restart");
+                    if log_now() {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot open a disk queue ack file; these events will be delivered again after a restart (logged at most once a second)");
+                    }
                     return;
                 }
             }
         }
     };
     if let Err(e) = file.write_all(bytes) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write a disk queue ack file; these events will be delivered again after a restart");
+        if log_now() {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write a disk queue ack file; these events will be delivered again after a restart (logged at most once a second)");
+        }
     }
 }
 
